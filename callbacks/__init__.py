@@ -1,0 +1,1 @@
+"""Lightning callbacks for evaluation during training (imported as ``lora_hyper.callbacks``)."""

@@ -1,0 +1,1 @@
+"""LightningDataModules (imported as ``lora_hyper.data_modules``); batch contracts in ``collate.py``."""

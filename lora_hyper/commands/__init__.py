@@ -1,0 +1,1 @@
+"""Inference commands of the ``lora-hyper`` CLI; each module exposes ``main(argv) -> int``."""

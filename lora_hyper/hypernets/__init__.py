@@ -1,0 +1,1 @@
+"""Hypernetworks: plain nn.Modules mapping encoded inputs to a LoRABatch."""

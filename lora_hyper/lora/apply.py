@@ -1,0 +1,79 @@
+"""Per-sample LoRA injection: every row of a batch gets its own adapter, through batched matmuls."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from lora_hyper.lora.batch import LoRABatch
+
+
+def _lora_hook(a: Tensor, b: Tensor, scale: float, adapter_index: Tensor | None):
+    """Forward hook adding ``scale * B(A x)`` per sample; ``a``: [n, r, in], ``b``: [n, out, r]."""
+    n = a.shape[0]
+
+    def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
+        x = args[0]
+        rows = x.shape[0]
+        aa, bb = a.to(x.dtype), b.to(x.dtype)
+        if adapter_index is not None:
+            # Arbitrary row -> adapter map: one copy of A/B per row (never per token).
+            idx = adapter_index.to(x.device)
+            h = torch.matmul(x.reshape(rows, -1, x.shape[-1]), aa[idx].transpose(1, 2))
+            delta = torch.matmul(h, bb[idx].transpose(1, 2))
+        else:
+            if rows % n:
+                raise RuntimeError(
+                    f"apply_lora: the batch has {rows} rows but {n} adapters; rows must be a multiple of the "
+                    "adapters (consecutive groups share one) or pass adapter_index."
+                )
+            # Consecutive groups of rows share one adapter: fold them into the token axis.
+            xs = x.reshape(n, -1, x.shape[-1])
+            delta = torch.matmul(torch.matmul(xs, aa.transpose(1, 2)), bb.transpose(1, 2))
+        return output + scale * delta.reshape(output.shape)
+
+    return hook
+
+
+@contextmanager
+def apply_lora(model: nn.Module, lora: LoRABatch, adapter_index: Tensor | None = None) -> Iterator[nn.Module]:
+    """Add ``lora``'s per-sample deltas to ``model``'s target modules inside the ``with`` block.
+
+    Row ``i`` of every forward gets adapter ``i // (rows // lora.batch_size)`` (so one adapter can serve
+    several consecutive rows, e.g. several questions or ``num_return_sequences``), or
+    ``adapter_index[i]`` when given. Works in training (gradients reach A and B) and inside
+    ``model.generate`` (KV cache, left padding). Leaving the block removes every hook, so the model is
+    exactly as before.
+    """
+    spec = lora.spec
+    modules = dict(model.named_modules())
+    handles = []
+    try:
+        for m in spec.target_modules:
+            for layer in range(spec.n_layers):
+                name = spec.module_name(m, layer)
+                target = modules.get(name)
+                if target is None:
+                    raise ValueError(f"apply_lora: module {name!r} not found; was the spec discovered on this model?")
+                hook = _lora_hook(lora.A[m][:, layer], lora.B[m][:, layer], float(lora.scale), adapter_index)
+                handles.append(target.register_forward_hook(hook))
+        yield model
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@torch.no_grad()
+def merge_lora(model: nn.Module, lora: LoRABatch, index: int = 0) -> nn.Module:
+    """Add sample ``index``'s delta into ``model``'s weights in place (for export or comparison)."""
+    modules = dict(model.named_modules())
+    deltas = lora.select(index)
+    for m in lora.spec.target_modules:
+        d = deltas.delta(m)[0]
+        for layer in range(lora.spec.n_layers):
+            w = modules[lora.spec.module_name(m, layer)].weight
+            w.add_(d[layer].to(w.dtype))
+    return model

@@ -1,0 +1,1 @@
+"""LightningModules: one per hypernetwork objective family, sharing modules/base.py."""

@@ -1,0 +1,153 @@
+"""What every hypernetwork LightningModule shares: the frozen base, the LoRA LM step, optimiser, logging, checkpoints."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from lora_hyper.base_model import load_base_model
+from lora_hyper.lora import LoRABatch, apply_lora
+from lora_hyper.losses import per_sample_ce
+
+
+def warmup_schedule(total_steps: int, warmup: float | int, kind: str = "cosine", min_ratio: float = 0.0):
+    """LR multiplier: linear warm-up over ``warmup`` steps (or that fraction of ``total_steps`` when < 1),
+    then ``cosine`` / ``linear`` decay to ``min_ratio``, or ``constant``."""
+    if kind not in ("cosine", "linear", "constant"):
+        raise ValueError(f"Unknown schedule {kind!r}: use 'cosine', 'linear' or 'constant'.")
+    total = max(int(total_steps), 1)
+    warm = int(warmup * total) if isinstance(warmup, float) and warmup < 1 else int(warmup)
+
+    def fn(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        decay = 0.5 * (1 + math.cos(math.pi * progress)) if kind == "cosine" else 1 - progress
+        return min_ratio + (1 - min_ratio) * decay
+
+    return fn
+
+
+class HypernetModule(L.LightningModule):
+    """Base for hypernetwork training: a frozen causal LM (``self.base_model``), a trainable ``self.hypernet``.
+
+    Subclasses build ``hypernet`` (and encoders) in ``configure_model`` and implement ``training_step``.
+    Only parameters with ``requires_grad`` are optimised; frozen children are left out of checkpoints and
+    restored from the loaded base model, so a checkpoint holds what training changed.
+
+    Args:
+        base_model: hub name, local directory or ``"smollm2-135m-instruct"``.
+        lr: peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        warmup: warm-up steps (int) or fraction of the run (float < 1).
+        schedule: ``cosine``, ``linear`` or ``constant`` after warm-up.
+        attn_implementation: ``auto`` (flash-attention 2 on CUDA when installed, else sdpa), ``sdpa``, ``eager``.
+        base_dtype: dtype of the frozen base (``auto``: bf16 on CUDA, fp32 on CPU).
+    """
+
+    def __init__(
+        self,
+        base_model: str = "smollm2-135m-instruct",
+        lr: float = 1e-4,
+        weight_decay: float = 0.01,
+        warmup: float = 0.1,
+        schedule: str = "cosine",
+        attn_implementation: str = "auto",
+        base_dtype: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.base_model_name = base_model
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.warmup = warmup
+        self.schedule = schedule
+        self.attn_implementation = attn_implementation
+        self.base_dtype = base_dtype
+        self.base_model: torch.nn.Module | None = None
+        self.tokenizer: Any = None
+
+    # ------------------------------------------------------------------ model
+    def load_base(self) -> None:
+        """Load the frozen base model and tokenizer once (call from ``configure_model``)."""
+        if self.base_model is not None:
+            return
+        device = self.device if self.device.type != "meta" else None
+        self.base_model, self.tokenizer = load_base_model(
+            self.base_model_name, self.attn_implementation, self.base_dtype, device=device
+        )
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def lm_logits(self, lora: LoRABatch, batch: dict[str, Tensor], adapter_index: Tensor | None = None) -> Tensor:
+        """Logits of the frozen base with ``lora`` applied per row (gradients flow into the factors)."""
+        with apply_lora(self.base_model, lora, adapter_index=adapter_index):
+            return self.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+    def lm_loss(
+        self,
+        lora: LoRABatch,
+        batch: dict[str, Tensor],
+        adapter_index: Tensor | None = None,
+        label_smoothing: float = 0.0,
+    ) -> Tensor:
+        """Per-row answer cross-entropy of the base with ``lora`` applied: ``[rows]``."""
+        return per_sample_ce(self.lm_logits(lora, batch, adapter_index), batch["labels"], label_smoothing)
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self):
+        params = self.trainable_parameters()
+        if not params:
+            raise RuntimeError("No trainable parameters: was the hypernetwork built in configure_model?")
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.lr,
+        )
+        total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1000
+        if not math.isfinite(total):
+            total = 100_000
+        sched = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_schedule(int(total), self.warmup, self.schedule))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        grads = [p.grad for p in self.trainable_parameters() if p.grad is not None]
+        if grads:
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads]))
+            self.log("train/grad_norm", norm, on_step=True, prog_bar=False)
+        self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, prog_bar=False)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _frozen_prefixes(self) -> list[str]:
+        prefixes = []
+        for name, child in self.named_children():
+            params = list(child.parameters())
+            if params and not any(p.requires_grad for p in params):
+                prefixes.append(name + ".")
+        return prefixes
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Leave frozen weights out: they come back from the base model when the checkpoint loads."""
+        state = checkpoint.get("state_dict")
+        prefixes = tuple(self._frozen_prefixes())
+        if state is None or not prefixes:
+            return
+        checkpoint["state_dict"] = {k: v for k, v in state.items() if not k.startswith(prefixes)}
+        checkpoint["frozen_prefixes"] = list(prefixes)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refill the frozen weights left out by :meth:`on_save_checkpoint` from the loaded base."""
+        prefixes = tuple(checkpoint.get("frozen_prefixes", ()))
+        state = checkpoint.get("state_dict")
+        if not prefixes or state is None:
+            return
+        for k, v in self.state_dict().items():
+            if k.startswith(prefixes) and k not in state:
+                state[k] = v

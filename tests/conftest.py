@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny Llama-style models built from configs (fp32, offline)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    """(model, tokenizer): 2 layers, hidden 64; frozen, eval mode."""
+    from lora_hyper.base_model import freeze
+    from lora_hyper.testing import make_tiny_llama
+
+    model, tok = make_tiny_llama()
+    return freeze(model), tok
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory):
+    """A directory holding a tiny model + tokenizer, loadable with ``load_base_model``."""
+    from lora_hyper.testing import save_tiny_llama
+
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny_llama"))
+
+
+def random_lora(spec, batch_size: int, rank: int | None = None, seed: int = 0, std: float = 0.2):
+    """A LoRABatch with random non-zero A and B (for injection/export tests)."""
+    from lora_hyper.lora import LoRABatch
+
+    g = torch.Generator().manual_seed(seed)
+    r = rank or spec.rank
+    A = {m: torch.randn(batch_size, spec.n_layers, r, spec.shapes[m][0], generator=g) * std for m in spec.target_modules}
+    B = {m: torch.randn(batch_size, spec.n_layers, spec.shapes[m][1], r, generator=g) * std for m in spec.target_modules}
+    return LoRABatch(spec, A, B)

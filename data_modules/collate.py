@@ -56,7 +56,9 @@ def pad_left(rows: Sequence[Sequence[int]], pad_value: int) -> tuple[torch.Tenso
 
 def chat_prompt_ids(tokenizer: Any, user: str, system: str | None = None) -> list[int]:
     """Token ids of a chat prompt ending with the assistant header (the tokenizer's own template)."""
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": user}
+    ]
     if getattr(tokenizer, "chat_template", None):
         out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         if isinstance(out, dict) or hasattr(out, "keys"):
@@ -73,7 +75,9 @@ def answer_ids(tokenizer: Any, answer: str) -> list[int]:
     return list(ids) + ([eos] if eos is not None else [])
 
 
-def lm_example(tokenizer: Any, user: str, answer: str, system: str | None = None) -> tuple[list[int], list[int]]:
+def lm_example(
+    tokenizer: Any, user: str, answer: str, system: str | None = None
+) -> tuple[list[int], list[int]]:
     """``(input_ids, labels)`` for one prompt/answer pair; labels are -100 on the prompt."""
     prompt = chat_prompt_ids(tokenizer, user, system)
     ans = answer_ids(tokenizer, answer)

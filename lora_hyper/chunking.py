@@ -33,7 +33,9 @@ def _wrap_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
     return wrap
 
 
-def split_tokens(ids: Sequence[int], chunk_length: int | None = None, n_chunks: int | None = None) -> list[list[int]]:
+def split_tokens(
+    ids: Sequence[int], chunk_length: int | None = None, n_chunks: int | None = None
+) -> list[list[int]]:
     """Split ``ids`` into pieces of at most ``chunk_length`` tokens, or into ``n_chunks`` near-equal pieces."""
     ids = list(ids)
     if (chunk_length is None) == (n_chunks is None):
@@ -89,4 +91,8 @@ def encode_documents(
         doc_index += [d] * len(pieces)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids, mask = pad_left(chunks, pad)
-    return {"ctx_input_ids": ids, "ctx_attention_mask": mask, "ctx_doc_index": torch.tensor(doc_index, dtype=torch.long)}
+    return {
+        "ctx_input_ids": ids,
+        "ctx_attention_mask": mask,
+        "ctx_doc_index": torch.tensor(doc_index, dtype=torch.long),
+    }

@@ -8,8 +8,14 @@ import sys
 # Inference commands: name -> (module with ``main(argv) -> int``, one-line help).
 COMMANDS: dict[str, tuple[str, str]] = {
     "internalize": ("lora_hyper.commands.internalize", "Doc-to-LoRA: write one PEFT adapter per document"),
-    "ask": ("lora_hyper.commands.ask", "Doc-to-LoRA: internalize a document, then answer a question without it"),
-    "generate": ("lora_hyper.commands.generate", "Text-to-LoRA: write a PEFT adapter from a task description"),
+    "ask": (
+        "lora_hyper.commands.ask",
+        "Doc-to-LoRA: internalize a document, then answer a question without it",
+    ),
+    "generate": (
+        "lora_hyper.commands.generate",
+        "Text-to-LoRA: write a PEFT adapter from a task description",
+    ),
     "export": ("lora_hyper.commands.export", "Convert a Lightning checkpoint into a model directory"),
 }
 

@@ -48,9 +48,13 @@ def topk_distill_per_sample(
     document); the labels locate the answer in each. Returns ``[rows]``.
     """
     out = []
-    for s, t in zip(answer_logits(student_logits, student_labels), answer_logits(teacher_logits, teacher_labels)):
+    for s, t in zip(
+        answer_logits(student_logits, student_labels), answer_logits(teacher_logits, teacher_labels)
+    ):
         if s.shape[0] != t.shape[0]:
-            raise ValueError(f"student and teacher answers differ in length ({s.shape[0]} vs {t.shape[0]} tokens).")
+            raise ValueError(
+                f"student and teacher answers differ in length ({s.shape[0]} vs {t.shape[0]} tokens)."
+            )
         if s.shape[0] == 0:
             out.append(s.sum() * 0.0)
             continue
@@ -87,7 +91,9 @@ def factor_l2(lora: LoRABatch) -> Tensor:
 def reconstruction_l1(pred: LoRABatch, target: LoRABatch, mode: str = "factors") -> Tensor:
     """L1 between generated and library adapters: on the factors (``factors``) or on delta W (``delta``)."""
     if mode == "factors":
-        terms = [(pred.A[m] - target.A[m]).abs().mean() + (pred.B[m] - target.B[m]).abs().mean() for m in pred.A]
+        terms = [
+            (pred.A[m] - target.A[m]).abs().mean() + (pred.B[m] - target.B[m]).abs().mean() for m in pred.A
+        ]
     elif mode == "delta":
         terms = [(pred.delta(m) - target.delta(m)).abs().mean() for m in pred.A]
     else:

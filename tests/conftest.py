@@ -36,6 +36,12 @@ def random_lora(spec, batch_size: int, rank: int | None = None, seed: int = 0, s
 
     g = torch.Generator().manual_seed(seed)
     r = rank or spec.rank
-    A = {m: torch.randn(batch_size, spec.n_layers, r, spec.shapes[m][0], generator=g) * std for m in spec.target_modules}
-    B = {m: torch.randn(batch_size, spec.n_layers, spec.shapes[m][1], r, generator=g) * std for m in spec.target_modules}
+    A = {
+        m: torch.randn(batch_size, spec.n_layers, r, spec.shapes[m][0], generator=g) * std
+        for m in spec.target_modules
+    }
+    B = {
+        m: torch.randn(batch_size, spec.n_layers, spec.shapes[m][1], r, generator=g) * std
+        for m in spec.target_modules
+    }
     return LoRABatch(spec, A, B)

@@ -23,7 +23,11 @@ def test_discover_shapes(tiny_llama):
     spec = LoRASpec(["q_proj", "v_proj", "down_proj"], rank=4).discover(model)
     assert spec.n_layers == 2
     assert spec.layers_path == "model.layers"
-    assert spec.module_paths == {"q_proj": "self_attn.q_proj", "v_proj": "self_attn.v_proj", "down_proj": "mlp.down_proj"}
+    assert spec.module_paths == {
+        "q_proj": "self_attn.q_proj",
+        "v_proj": "self_attn.v_proj",
+        "down_proj": "mlp.down_proj",
+    }
     assert spec.shapes == {"q_proj": (64, 64), "v_proj": (64, 32), "down_proj": (128, 64)}
 
 

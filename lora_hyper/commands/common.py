@@ -18,7 +18,9 @@ def read_text_file(path: str | Path, what: str = "document") -> str:
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise CommandError(f"{what} file {p} is not valid UTF-8 (byte {e.start}); re-encode it as UTF-8.") from None
+        raise CommandError(
+            f"{what} file {p} is not valid UTF-8 (byte {e.start}); re-encode it as UTF-8."
+        ) from None
     if not text.strip():
         raise CommandError(f"{what} file {p} is empty or whitespace only.")
     return text

@@ -57,7 +57,9 @@ def apply_lora(model: nn.Module, lora: LoRABatch, adapter_index: Tensor | None =
                 name = spec.module_name(m, layer)
                 target = modules.get(name)
                 if target is None:
-                    raise ValueError(f"apply_lora: module {name!r} not found; was the spec discovered on this model?")
+                    raise ValueError(
+                        f"apply_lora: module {name!r} not found; was the spec discovered on this model?"
+                    )
                 hook = _lora_hook(lora.A[m][:, layer], lora.B[m][:, layer], float(lora.scale), adapter_index)
                 handles.append(target.register_forward_hook(hook))
         yield model

@@ -35,18 +35,26 @@ class LoRABatch:
         self.spec.require_resolved()
         targets = set(self.spec.target_modules)
         if set(self.A) != targets or set(self.B) != targets:
-            raise ValueError(f"LoRABatch modules A={sorted(self.A)} B={sorted(self.B)} != spec targets {sorted(targets)}.")
+            raise ValueError(
+                f"LoRABatch modules A={sorted(self.A)} B={sorted(self.B)} != spec targets {sorted(targets)}."
+            )
         batch = None
         for m in self.spec.target_modules:
             a, b = self.A[m], self.B[m]
             d_in, d_out = self.spec.shapes[m]
             if a.dim() != 4 or b.dim() != 4:
-                raise ValueError(f"{m}: A and B must be 4-D [batch, layer, ...], got {tuple(a.shape)} and {tuple(b.shape)}.")
+                raise ValueError(
+                    f"{m}: A and B must be 4-D [batch, layer, ...], got {tuple(a.shape)} and {tuple(b.shape)}."
+                )
             n, L, r, i = a.shape
             if (L, i) != (self.spec.n_layers, d_in):
-                raise ValueError(f"{m}: A has shape {tuple(a.shape)}, expected [batch, {self.spec.n_layers}, r, {d_in}].")
+                raise ValueError(
+                    f"{m}: A has shape {tuple(a.shape)}, expected [batch, {self.spec.n_layers}, r, {d_in}]."
+                )
             if tuple(b.shape) != (n, L, d_out, r):
-                raise ValueError(f"{m}: B has shape {tuple(b.shape)}, expected {(n, L, d_out, r)} to match A.")
+                raise ValueError(
+                    f"{m}: B has shape {tuple(b.shape)}, expected {(n, L, d_out, r)} to match A."
+                )
             if batch is None:
                 batch = n
             elif n != batch:
@@ -85,7 +93,12 @@ class LoRABatch:
         return self.scale * (self.B[module] @ self.A[module])
 
     def _map(self, fn) -> LoRABatch:
-        return LoRABatch(self.spec, {m: fn(t) for m, t in self.A.items()}, {m: fn(t) for m, t in self.B.items()}, self.scale)
+        return LoRABatch(
+            self.spec,
+            {m: fn(t) for m, t in self.A.items()},
+            {m: fn(t) for m, t in self.B.items()},
+            self.scale,
+        )
 
     # ----------------------------------------------------------------------------------------- ops
     def select(self, index: int | Sequence[int] | Tensor | slice) -> LoRABatch:
@@ -124,7 +137,9 @@ class LoRABatch:
             if p.spec.target_modules != self.spec.target_modules or p.spec.shapes != self.spec.shapes:
                 raise ValueError("concat_rank needs adapters for the same targets and shapes.")
             if p.batch_size != self.batch_size:
-                raise ValueError(f"concat_rank needs equal batch sizes, got {self.batch_size} and {p.batch_size}.")
+                raise ValueError(
+                    f"concat_rank needs equal batch sizes, got {self.batch_size} and {p.batch_size}."
+                )
         scale = self.scale if all(p.scale == self.scale for p in parts) else 1.0
         A, B = {}, {}
         for m in self.spec.target_modules:
@@ -194,7 +209,9 @@ class LoRABatch:
         return out
 
     @classmethod
-    def from_tensors(cls, spec: LoRASpec, tensors: dict[str, Tensor], scale: float | None = None) -> LoRABatch:
+    def from_tensors(
+        cls, spec: LoRASpec, tensors: dict[str, Tensor], scale: float | None = None
+    ) -> LoRABatch:
         return cls(
             spec,
             {m: tensors[f"A.{m}"] for m in spec.target_modules},
@@ -207,8 +224,14 @@ class LoRABatch:
         """An all-zero adapter batch (no effect on the model)."""
         spec.require_resolved()
         r = rank or spec.rank
-        A = {m: torch.zeros(batch_size, spec.n_layers, r, spec.shapes[m][0], **tensor_kwargs) for m in spec.target_modules}
-        B = {m: torch.zeros(batch_size, spec.n_layers, spec.shapes[m][1], r, **tensor_kwargs) for m in spec.target_modules}
+        A = {
+            m: torch.zeros(batch_size, spec.n_layers, r, spec.shapes[m][0], **tensor_kwargs)
+            for m in spec.target_modules
+        }
+        B = {
+            m: torch.zeros(batch_size, spec.n_layers, spec.shapes[m][1], r, **tensor_kwargs)
+            for m in spec.target_modules
+        }
         return cls(spec, A, B)
 
     @staticmethod

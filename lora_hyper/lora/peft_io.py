@@ -18,7 +18,9 @@ from lora_hyper.lora.spec import LoRASpec
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
-_KEY = re.compile(r"^base_model\.model\.(?P<layers>.+?)\.(?P<layer>\d+)\.(?P<path>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
+_KEY = re.compile(
+    r"^base_model\.model\.(?P<layers>.+?)\.(?P<layer>\d+)\.(?P<path>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$"
+)
 
 
 def atomic_directory_write(directory: str | os.PathLike, write) -> Path:
@@ -101,7 +103,9 @@ def load_peft(directory: str | os.PathLike, n_layers: int | None = None) -> LoRA
     if not cfg_path.exists():
         raise FileNotFoundError(f"{directory} is not a PEFT adapter directory: {CONFIG_NAME} is missing.")
     if not weights_path.exists():
-        raise FileNotFoundError(f"{directory}: {WEIGHTS_NAME} is missing (only safetensors adapters are read).")
+        raise FileNotFoundError(
+            f"{directory}: {WEIGHTS_NAME} is missing (only safetensors adapters are read)."
+        )
     cfg = json.loads(cfg_path.read_text())
     if cfg.get("peft_type", "LORA").upper() != "LORA":
         raise ValueError(f"{directory} holds a {cfg.get('peft_type')} adapter; only LoRA is supported.")
@@ -116,7 +120,9 @@ def load_peft(directory: str | os.PathLike, n_layers: int | None = None) -> LoRA
         if layers_path is None:
             layers_path = match["layers"]
         elif match["layers"] != layers_path:
-            raise ValueError(f"{directory}: adapters sit under two layer lists ({layers_path}, {match['layers']}).")
+            raise ValueError(
+                f"{directory}: adapters sit under two layer lists ({layers_path}, {match['layers']})."
+            )
         found.setdefault(match["path"], {}).setdefault(int(match["layer"]), {})[match["ab"]] = t.float()
 
     paths = sorted(found)

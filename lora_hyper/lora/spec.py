@@ -36,7 +36,9 @@ class LoRASpec:
     def __post_init__(self) -> None:
         self.target_modules = list(self.target_modules)
         if not self.target_modules:
-            raise ValueError("LoRASpec.target_modules is empty: name at least one module, e.g. ['q_proj', 'v_proj'].")
+            raise ValueError(
+                "LoRASpec.target_modules is empty: name at least one module, e.g. ['q_proj', 'v_proj']."
+            )
         if len(set(self.target_modules)) != len(self.target_modules):
             raise ValueError(f"LoRASpec.target_modules has duplicates: {self.target_modules}.")
         if self.rank < 1:
@@ -50,7 +52,9 @@ class LoRASpec:
 
     def require_resolved(self) -> None:
         if not self.resolved:
-            raise ValueError("LoRASpec is not resolved: call spec.discover(model) first (it reads layer shapes).")
+            raise ValueError(
+                "LoRASpec is not resolved: call spec.discover(model) first (it reads layer shapes)."
+            )
 
     def in_features(self, target: str) -> int:
         return self.shapes[target][0]
@@ -104,10 +108,14 @@ class LoRASpec:
             if missing:
                 raise ValueError(f"Target module {target!r} is missing in decoder layers {missing}.")
             if len(shape_per_layer) > 1:
-                detail = "; ".join(f"(in={s[0]}, out={s[1]}) in layers {ls}" for s, ls in shape_per_layer.items())
+                detail = "; ".join(
+                    f"(in={s[0]}, out={s[1]}) in layers {ls}" for s, ls in shape_per_layer.items()
+                )
                 raise ValueError(f"Target module {target!r} has different shapes across layers: {detail}.")
             if len(set(paths_per_layer)) > 1:
-                raise ValueError(f"Target module {target!r} sits at different paths across layers: {set(paths_per_layer)}.")
+                raise ValueError(
+                    f"Target module {target!r} sits at different paths across layers: {set(paths_per_layer)}."
+                )
             module_paths[target] = paths_per_layer[0]  # type: ignore[assignment]
             shapes[target] = next(iter(shape_per_layer))
         return LoRASpec(
@@ -145,7 +153,9 @@ def find_decoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
     candidates = [
         (name, mod)
         for name, mod in model.named_modules()
-        if isinstance(mod, nn.ModuleList) and name.rsplit(".", 1)[-1] in _LAYER_CONTAINER_NAMES and len(mod) > 0
+        if isinstance(mod, nn.ModuleList)
+        and name.rsplit(".", 1)[-1] in _LAYER_CONTAINER_NAMES
+        and len(mod) > 0
     ]
     if expected is not None:
         exact = [c for c in candidates if len(c[1]) == expected]

@@ -85,10 +85,14 @@ class HypernetModule(L.LightningModule):
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
-    def lm_logits(self, lora: LoRABatch, batch: dict[str, Tensor], adapter_index: Tensor | None = None) -> Tensor:
+    def lm_logits(
+        self, lora: LoRABatch, batch: dict[str, Tensor], adapter_index: Tensor | None = None
+    ) -> Tensor:
         """Logits of the frozen base with ``lora`` applied per row (gradients flow into the factors)."""
         with apply_lora(self.base_model, lora, adapter_index=adapter_index):
-            return self.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            return self.base_model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).logits
 
     def lm_loss(
         self,
@@ -114,13 +118,17 @@ class HypernetModule(L.LightningModule):
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1000
         if not math.isfinite(total):
             total = 100_000
-        sched = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_schedule(int(total), self.warmup, self.schedule))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, warmup_schedule(int(total), self.warmup, self.schedule)
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_before_optimizer_step(self, optimizer) -> None:
         grads = [p.grad for p in self.trainable_parameters() if p.grad is not None]
         if grads:
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads]))
+            norm = torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads])
+            )
             self.log("train/grad_norm", norm, on_step=True, prog_bar=False)
         self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, prog_bar=False)
 

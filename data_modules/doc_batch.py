@@ -1,0 +1,83 @@
+"""Turn documents with question/answer pairs into the Doc-to-LoRA batch contract (shared by NIAH and document QA)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lora_hyper.chunking import encode_documents
+from lora_hyper.data_modules.collate import collate_lm, lm_example
+
+
+@dataclass
+class DocItem:
+    """One document and its questions, as a dataset yields it (tokenized later, in the collate function)."""
+
+    context: str
+    qas: list[tuple[str, str]]
+    doc_id: str = ""
+    n_chunks: int | None = None
+    """Chunks to cut the context into (training samples it); ``None`` uses the collator's ``chunk_length``."""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def context_prompt(context: str, question: str) -> str:
+    """The teacher's user message: the document, a blank line, then the question (the in-context baseline)."""
+    return f"{context}\n\n{question}"
+
+
+def sample_n_chunks(rng: random.Random, max_chunks: int, n_tokens: int, min_chunk_tokens: int) -> int:
+    """K uniform in ``1..max_chunks`` (as the reference does), capped so every chunk keeps ``min_chunk_tokens``."""
+    if max_chunks < 1:
+        raise ValueError(f"max_chunks must be >= 1, got {max_chunks}.")
+    k = rng.randint(1, max_chunks)
+    return max(1, min(k, n_tokens // max(1, min_chunk_tokens)))
+
+
+def pad_id(tokenizer: Any) -> int:
+    """The pad token id, falling back to end-of-sequence."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+class DocQACollator:
+    """Collate ``DocItem``s into a Doc-to-LoRA batch (see ``data_modules/collate.py``); picklable for workers.
+
+    Args:
+        tokenizer: the base model's tokenizer (chat template used for prompts and chunk wrapping).
+        chunk_length: token length of each chunk for items without ``n_chunks`` (``None``: one chunk).
+        with_teacher: also emit ``teacher_*`` rows with the document in the prompt (distill objective).
+    """
+
+    def __init__(self, tokenizer: Any, chunk_length: int | None = None, with_teacher: bool = False) -> None:
+        self.tokenizer = tokenizer
+        self.chunk_length = chunk_length
+        self.with_teacher = with_teacher
+
+    def __call__(self, items: Sequence[DocItem]) -> dict[str, Any]:
+        if not items:
+            raise ValueError("Cannot collate an empty list of documents.")
+        tok = self.tokenizer
+        n_chunks = [it.n_chunks for it in items]
+        batch: dict[str, Any] = encode_documents(
+            tok, [it.context for it in items], chunk_length=self.chunk_length, n_chunks=n_chunks
+        )
+        rows, teacher_rows, qa_doc = [], [], []
+        for d, it in enumerate(items):
+            if not it.qas:
+                raise ValueError(f"Document {it.doc_id or d} has no questions.")
+            for question, answer in it.qas:
+                rows.append(lm_example(tok, question, answer))
+                if self.with_teacher:
+                    teacher_rows.append(lm_example(tok, context_prompt(it.context, question), answer))
+                qa_doc.append(d)
+        batch.update(collate_lm(rows, pad_id(tok)))
+        batch["qa_doc_index"] = torch.tensor(qa_doc, dtype=torch.long)
+        if self.with_teacher:
+            teacher = collate_lm(teacher_rows, pad_id(tok))
+            batch.update({f"teacher_{k}": v for k, v in teacher.items()})
+        batch["doc_ids"] = [it.doc_id for it in items]
+        return batch

@@ -1,0 +1,12 @@
+"""Frozen encoders that turn inputs into hypernetwork features (one import point for both kinds).
+
+- ``TaskEncoder`` (Text-to-LoRA): a sentence-embedding model or the base LLM, pooled and normalised.
+- ``ContextEncoder`` (Doc-to-LoRA): the base model's own per-layer or early-exit activations.
+"""
+
+from __future__ import annotations
+
+from lora_hyper.context_encoder import ContextEncoder
+from lora_hyper.task_encoder import TaskEncoder
+
+__all__ = ["ContextEncoder", "TaskEncoder"]

@@ -1,0 +1,173 @@
+"""Doc-to-LoRA hypernetwork: context activations -> Perceiver -> per-layer heads -> a LoRABatch per document."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lora_hyper.hypernets.perceiver import Attention, Perceiver, RMSNorm
+from lora_hyper.lora import LoRABatch, LoRASpec
+
+
+@dataclass
+class DocToLoRAHypernetConfig:
+    """Sizes of the Doc-to-LoRA hypernetwork (defaults sized for CPU; GPU recipes use the reference's).
+
+    Args:
+        input_dim: width of the context features (the encoder model's hidden size).
+        per_layer_input: features are ``[chunks, L, T, d]`` (one Perceiver pass per layer, shared weights)
+            instead of one ``[chunks, T, d]`` stream (early exit) decoded into every layer's queries.
+        latent_dim: Perceiver latent width (reference 512).
+        n_latents: learned latent queries (reference 8 main, 208 NIAH).
+        n_blocks: Perceiver blocks (reference 9 main, 8 NIAH).
+        n_heads: attention heads.
+        mlp_ratio: SwiGLU hidden width as a multiple of ``latent_dim``.
+        self_attention: self-attention among latents in every block.
+        head_hidden_ratio: hidden width of the per-layer residual MLP as a multiple of ``latent_dim``.
+        bias_rank: rank of the learned context-free bias adapter (``None``: the LoRA rank; 0: none).
+    """
+
+    input_dim: int
+    per_layer_input: bool = True
+    latent_dim: int = 256
+    n_latents: int = 32
+    n_blocks: int = 2
+    n_heads: int = 4
+    mlp_ratio: float = 2.0
+    self_attention: bool = True
+    head_hidden_ratio: float = 1.0
+    bias_rank: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DocToLoRAHypernetConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"Unknown Doc-to-LoRA hypernetwork config keys {unknown}.")
+        return cls(**d)
+
+
+def group_sizes(doc_index: Tensor) -> list[int]:
+    """Chunk counts per document from a non-decreasing ``doc_index`` covering ``0..docs-1``."""
+    if doc_index.dim() != 1 or doc_index.numel() == 0:
+        raise ValueError("doc_index must be a non-empty 1-D tensor.")
+    if bool((doc_index[1:] < doc_index[:-1]).any()):
+        raise ValueError("doc_index must be non-decreasing (chunks of a document are consecutive).")
+    sizes = torch.bincount(doc_index).tolist()
+    if doc_index.min() != 0 or any(s == 0 for s in sizes):
+        raise ValueError(f"doc_index must cover every document 0..{len(sizes) - 1} (chunk counts {sizes}).")
+    return sizes
+
+
+class DocToLoRAHypernet(nn.Module):
+    """Perceiver -> decoder queries -> per-layer residual MLP -> L2-normalised latents -> A/B heads.
+
+    Learned per-(layer, module, rank) scalers multiply A (init 1) and B (init 0), and a learned
+    context-free bias adapter (B zero at init) is appended once per document as one more rank block:
+    the generated delta is exactly zero at initialisation.
+
+    Args:
+        config: sizes (:class:`DocToLoRAHypernetConfig`).
+        spec: a resolved :class:`LoRASpec` (targets, rank, scale, layer shapes of the base model).
+    """
+
+    def __init__(self, config: DocToLoRAHypernetConfig, spec: LoRASpec) -> None:
+        super().__init__()
+        spec.require_resolved()
+        self.config = config
+        self.spec = spec
+        c = config
+        L, r, n_mod, D = spec.n_layers, spec.rank, len(spec.target_modules), c.latent_dim
+        self.perceiver = Perceiver(
+            c.input_dim, D, c.n_latents, c.n_blocks, c.n_heads, c.mlp_ratio, c.self_attention
+        )
+        n_queries = n_mod * r if c.per_layer_input else L * n_mod * r
+        self.queries = nn.Parameter(torch.randn(n_queries, D) * D**-0.5)
+        self.dec_norm_q, self.dec_norm_kv = RMSNorm(D), RMSNorm(D)
+        self.decoder = Attention(D, c.n_heads)
+        self.dec_post = RMSNorm(D)
+        hidden = max(1, int(D * c.head_hidden_ratio))
+        self.mlp_in = nn.Parameter(torch.randn(L, D, hidden) * D**-0.5)
+        self.mlp_out = nn.Parameter(torch.randn(L, hidden, D) * hidden**-0.5)
+        self.heads = nn.ParameterList()
+        for m in spec.target_modules:
+            d_in, d_out = spec.shapes[m]
+            w = torch.cat([torch.randn(L, D, d_in) * d_in**-0.5, torch.randn(L, D, d_out) * d_out**-0.5], dim=-1)
+            self.heads.append(nn.Parameter(w))
+        self.scale_A = nn.Parameter(torch.ones(L, n_mod, r))
+        self.scale_B = nn.Parameter(torch.zeros(L, n_mod, r))
+        rb = r if c.bias_rank is None else c.bias_rank
+        self.bias_rank = rb
+        self.bias_A = nn.ParameterList()
+        self.bias_B = nn.ParameterList()
+        if rb > 0:
+            for m in spec.target_modules:
+                d_in, d_out = spec.shapes[m]
+                self.bias_A.append(nn.Parameter(torch.randn(L, rb, d_in) * d_in**-0.5))
+                self.bias_B.append(nn.Parameter(torch.zeros(L, d_out, rb)))
+
+    # ------------------------------------------------------------------ pieces
+    def latents(self, features: Tensor, mask: Tensor) -> Tensor:
+        """Per-layer, per-module, per-rank latents ``[chunks, L, modules, r, D]``."""
+        spec, c = self.spec, self.config
+        L, r, n_mod = spec.n_layers, spec.rank, len(spec.target_modules)
+        if c.per_layer_input:
+            if features.dim() != 4 or features.shape[1] != L:
+                raise ValueError(
+                    f"per-layer features must be [chunks, {L}, T, d], got {tuple(features.shape)}."
+                )
+            n, _, t, d = features.shape
+            ctx = self.perceiver(features.reshape(n * L, t, d), mask.repeat_interleave(L, dim=0))
+        else:
+            if features.dim() != 3:
+                raise ValueError(f"early-exit features must be [chunks, T, d], got {tuple(features.shape)}.")
+            n = features.shape[0]
+            ctx = self.perceiver(features, mask)
+        q = self.queries.to(ctx.dtype).unsqueeze(0).expand(ctx.shape[0], -1, -1)
+        x = q + self.dec_post(self.decoder(self.dec_norm_q(q), self.dec_norm_kv(ctx)))
+        x = x.reshape(n, L, n_mod, r, -1)
+        h = F.silu(torch.einsum("nlmrd,ldh->nlmrh", F.rms_norm(x, (x.shape[-1],)), self.mlp_in))
+        x = x + torch.einsum("nlmrh,lhd->nlmrd", h, self.mlp_out)
+        return F.normalize(x, dim=-1)
+
+    def chunk_lora(self, features: Tensor, mask: Tensor) -> LoRABatch:
+        """One adapter per chunk (no bias block): rank ``r``."""
+        z = self.latents(features, mask)
+        A, B = {}, {}
+        for i, m in enumerate(self.spec.target_modules):
+            d_in = self.spec.shapes[m][0]
+            out = torch.einsum("nlrd,ldo->nlro", z[:, :, i], self.heads[i])
+            A[m] = out[..., :d_in] * self.scale_A[None, :, i, :, None]
+            B[m] = out[..., d_in:].transpose(-1, -2) * self.scale_B[None, :, i, None, :]
+        return LoRABatch(self.spec, A, B)
+
+    def bias_lora(self, batch_size: int) -> LoRABatch | None:
+        """The learned context-free adapter, repeated ``batch_size`` times (``None`` when ``bias_rank == 0``)."""
+        if self.bias_rank == 0:
+            return None
+        A = {m: self.bias_A[i].unsqueeze(0).expand(batch_size, -1, -1, -1) for i, m in enumerate(self.spec.target_modules)}
+        B = {m: self.bias_B[i].unsqueeze(0).expand(batch_size, -1, -1, -1) for i, m in enumerate(self.spec.target_modules)}
+        return LoRABatch(self.spec, A, B)
+
+    def join(self, chunks: LoRABatch, doc_index: Tensor | None = None) -> LoRABatch:
+        """Sum each document's chunk adapters (rank concat) and append the bias block once per document."""
+        lora = chunks if doc_index is None else chunks.merge_groups(group_sizes(doc_index))
+        bias = self.bias_lora(lora.batch_size)
+        if bias is None:
+            return lora
+        return lora.concat_rank(bias.to(dtype=lora.dtype))
+
+    def forward(self, features: Tensor, mask: Tensor, doc_index: Tensor | None = None) -> LoRABatch:
+        """Adapters per document (``doc_index`` maps chunks to documents; ``None``: one chunk per document)."""
+        return self.join(self.chunk_lora(features, mask), doc_index)

@@ -16,6 +16,9 @@ for prefix, folder in MAPPED.items():
 setup(
     packages=packages,
     package_dir={"lora_hyper": "lora_hyper", **MAPPED},
-    package_data={"": ["*.yaml", "*.json", "*.txt", "*.jinja", "*.md"]},
+    package_data={
+        "": ["*.yaml", "*.json", "*.jsonl", "*.txt", "*.jinja", "*.md"],
+        "lora_hyper.data_modules.builtin_tasks": ["*/metadata.yaml", "*/data.jsonl"],
+    },
     include_package_data=True,
 )

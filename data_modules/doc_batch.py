@@ -10,7 +10,8 @@ from typing import Any
 import torch
 
 from lora_hyper.chunking import encode_documents
-from lora_hyper.data_modules.collate import collate_lm, lm_example
+
+from .collate import collate_lm, lm_example
 
 
 @dataclass

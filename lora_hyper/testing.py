@@ -88,3 +88,31 @@ def save_tiny_llama(directory: str | Path, **kwargs) -> Path:
     model.save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
     return directory
+
+
+def save_tiny_text_encoder(directory: str | Path, hidden_size: int = 32, seed: int = 0) -> Path:
+    """Write a tiny random BERT sentence encoder + WordPiece tokenizer (``AutoModel``-loadable) to ``directory``."""
+    import string
+
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    letters = list(string.ascii_lowercase + string.digits + ".,!?-:;'\"()")
+    words = sorted({w.strip(".,:").lower() for w in _CORPUS.split()} - {""})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters, *[f"##{c}" for c in letters], *words]
+    vocab = list(dict.fromkeys(vocab))
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizer(vocab=str(directory / "vocab.txt"))
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden_size,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).eval().save_pretrained(str(directory))
+    tokenizer.save_pretrained(str(directory))
+    return directory

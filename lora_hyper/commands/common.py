@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -33,3 +34,10 @@ def run_command(fn, argv: list[str]) -> int:
     except (CommandError, ValueError, FileNotFoundError) as e:
         print(f"lora-hyper: error: {e}", file=sys.stderr)
         return 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse`` whose usage errors become a ``CommandError`` (one stderr line, exit 2) instead of usage text."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise CommandError(f"{self.prog}: {message}")

@@ -122,6 +122,7 @@ class DocToLoRAHypernet(nn.Module):
         """Per-layer, per-module, per-rank latents ``[chunks, L, modules, r, D]``."""
         spec, c = self.spec, self.config
         L, r, n_mod = spec.n_layers, spec.rank, len(spec.target_modules)
+        features = features.to(self.queries.dtype)  # a bf16 encoder feeding an fp32 hypernetwork
         if c.per_layer_input:
             if features.dim() != 4 or features.shape[1] != L:
                 raise ValueError(
@@ -168,6 +169,13 @@ class DocToLoRAHypernet(nn.Module):
             return lora
         return lora.concat_rank(bias.to(dtype=lora.dtype))
 
-    def forward(self, features: Tensor, mask: Tensor, doc_index: Tensor | None = None) -> LoRABatch:
-        """Adapters per document (``doc_index`` maps chunks to documents; ``None``: one chunk per document)."""
-        return self.join(self.chunk_lora(features, mask), doc_index)
+    def forward(
+        self, features: Tensor, mask: Tensor, doc_index: Tensor | None = None, join: bool = True
+    ) -> LoRABatch:
+        """Adapters per document (``doc_index`` maps chunks to documents; ``None``: one chunk per document).
+
+        ``join=False`` returns the rank-``r`` per-chunk adapters (no bias block) for callers that encode
+        chunks in several batches and :meth:`join` them afterwards.
+        """
+        chunks = self.chunk_lora(features, mask)
+        return self.join(chunks, doc_index) if join else chunks

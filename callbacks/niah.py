@@ -1,0 +1,251 @@
+"""NIAH evaluation: internalize haystacks per length bin, ask for the magic number without them, score exact match."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from lora_hyper.data_modules.niah_protocol import extract_number, niah_examples, resolve_length
+from torchmetrics.aggregation import MeanMetric
+
+DEFAULT_BINS: tuple[int | str, ...] = (256, 1024, 4096, "1x")
+CSV_FIELDS = ("bin", "n_tokens", "accuracy", "n")
+
+
+def model_native_window(model: Any) -> int | None:
+    """The model's native window (``native_window`` attribute, property or method), if it has one."""
+    value = getattr(model, "native_window", None)
+    if callable(value):
+        value = value()
+    return int(value) if value else None
+
+
+def evaluate_niah(
+    model: Any,
+    bins: Sequence[int | str] = DEFAULT_BINS,
+    samples_per_bin: int = 20,
+    chunk_length: int | None = 1024,
+    batch_size: int = 8,
+    rank_budget: int | None = None,
+    seed: int = 0,
+    max_new_tokens: int = 8,
+    tokenizer: Any = None,
+    native_window: int | None = None,
+) -> dict[str, Any]:
+    """Exact-match NIAH accuracy per length bin of a model with ``internalize`` and ``generate``.
+
+    For each bin, ``samples_per_bin`` deterministic haystacks (depths balanced over 10 bins) are internalized
+    ``batch_size`` at a time (``model.internalize(docs, chunk_length=, rank_budget=)``), then the question is
+    asked WITHOUT the haystack (``model.generate(questions, adapters, max_new_tokens=)``, question i uses
+    adapter i). An answer is right when its first 4-digit number equals the needle's.
+
+    Returns ``{"bins": [{"bin", "n_tokens", "accuracy", "n", "mean_tokens"}], "acc_mean", "native_window",
+    "samples": [{"bin", "n_tokens", "depth", "answer", "output", "correct"}]}``.
+    """
+    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError("evaluate_niah needs a tokenizer: pass tokenizer= or give the model a .tokenizer.")
+    if samples_per_bin < 1 or batch_size < 1:
+        raise ValueError(
+            f"samples_per_bin and batch_size must be >= 1, got {samples_per_bin} and {batch_size}."
+        )
+    native = native_window or model_native_window(model)
+    targets = [(str(b), resolve_length(b, native)) for b in bins]
+    rows: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
+    modes = {m: m.training for m in model.modules()} if isinstance(model, torch.nn.Module) else {}
+    if modes:
+        model.eval()
+    try:
+        with torch.no_grad():
+            for spec, n in targets:
+                examples = niah_examples(tokenizer, n, samples_per_bin, seed, "niah-eval")
+                metric = MeanMetric(sync_on_compute=False)  # every rank scores the same haystacks
+                for start in range(0, len(examples), batch_size):
+                    group = examples[start : start + batch_size]
+                    adapters = model.internalize(
+                        [e.context for e in group], chunk_length=chunk_length, rank_budget=rank_budget
+                    )
+                    outputs = model.generate(
+                        [e.question for e in group], adapters, max_new_tokens=max_new_tokens
+                    )
+                    if len(outputs) != len(group):
+                        raise ValueError(
+                            f"generate returned {len(outputs)} answers for {len(group)} questions."
+                        )
+                    for e, out in zip(group, outputs):
+                        correct = extract_number(out) == e.answer
+                        metric.update(float(correct))
+                        samples.append(
+                            {"bin": spec, "n_tokens": e.n_tokens, "depth": e.depth, "answer": e.answer}
+                            | {"output": out, "correct": correct}
+                        )
+                mean_tokens = sum(e.n_tokens for e in examples) / len(examples)
+                acc = float(metric.compute())
+                rows.append(
+                    {
+                        "bin": spec,
+                        "n_tokens": n,
+                        "accuracy": acc,
+                        "n": len(examples),
+                        "mean_tokens": mean_tokens,
+                    }
+                )
+    finally:
+        for module, mode in modes.items():  # restore each submodule (a frozen base stays in eval mode)
+            module.train(mode)
+    acc_mean = sum(r["accuracy"] for r in rows) / len(rows) if rows else 0.0
+    return {"bins": rows, "acc_mean": acc_mean, "native_window": native, "samples": samples}
+
+
+def niah_metrics(results: dict[str, Any], prefix: str = "niah") -> dict[str, float]:
+    """Flat metrics: ``<prefix>/acc_<n_tokens>`` per bin and ``<prefix>/acc_mean``."""
+    out = {f"{prefix}/acc_{r['n_tokens']}": float(r["accuracy"]) for r in results["bins"]}
+    out[f"{prefix}/acc_mean"] = float(results["acc_mean"])
+    return out
+
+
+def write_niah_report(
+    results: dict[str, Any], output_dir: str | Path, stem: str = "niah"
+) -> tuple[Path, Path]:
+    """Write ``<stem>.csv`` (bin, n_tokens, accuracy, n) and ``<stem>.png`` (accuracy vs length, window marked)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = out / f"{stem}.csv", out / f"{stem}.png"
+    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(results["bins"])
+    rows = sorted(results["bins"], key=lambda r: r["n_tokens"])
+    fig = Figure(figsize=(6.4, 4.0))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(
+        [r["n_tokens"] for r in rows], [r["accuracy"] for r in rows], marker="o", label="internalized (D2L)"
+    )
+    native = results.get("native_window")
+    if native:
+        ax.axvline(native, color="gray", linestyle="--", label=f"native window ({native} tokens)")
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("exact match")
+    ax.set_title("Needle in a haystack: accuracy vs context length")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    return csv_path, png_path
+
+
+class NIAHEvaluation(L.Callback):
+    """Evaluate NIAH exact match per length bin every N training steps and at the end of fit.
+
+    Needs a LightningModule with ``internalize``, ``generate``, ``tokenizer`` and ``native_window``. Every rank
+    runs the evaluation (a sharded model needs all ranks in ``internalize``); rank 0 writes
+    ``niah_step<step>.csv``/``.png`` (``niah_final.*`` at fit end) under ``output_dir``.
+
+    Args:
+        every_n_steps: evaluate every N optimizer steps (0: only at fit end).
+        bins: context lengths: token counts (``256``, ``"4K"``) or native-window multiples (``"2x"``);
+            default 256, 1024, 4096 and 1x the native window.
+        samples_per_bin: haystacks per bin (depths balanced over 10 bins).
+        chunk_length: chunk length used to internalize long haystacks (reference: 1024).
+        batch_size: haystacks internalized and asked per call.
+        rank_budget: compress each document's adapter to this rank (``None``: keep K*r).
+        output_dir: where CSV and PNG go (default: the trainer's log dir, else its root dir).
+        seed: seed of the evaluation haystacks.
+        max_new_tokens: greedy answer length.
+        at_fit_end: also evaluate when fit ends.
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 0,
+        bins: list[int | str] | None = None,
+        samples_per_bin: int = 20,
+        chunk_length: int = 1024,
+        batch_size: int = 8,
+        rank_budget: int | None = None,
+        output_dir: str | None = None,
+        seed: int = 0,
+        max_new_tokens: int = 8,
+        at_fit_end: bool = True,
+    ) -> None:
+        super().__init__()
+        if every_n_steps < 0:
+            raise ValueError(f"every_n_steps must be >= 0, got {every_n_steps}.")
+        self.every_n_steps = every_n_steps
+        self.bins = list(bins) if bins is not None else list(DEFAULT_BINS)
+        for b in self.bins:
+            resolve_length(b, 8192)  # fail on a bad spec now, not hours into training
+        self.samples_per_bin = samples_per_bin
+        self.chunk_length = chunk_length
+        self.batch_size = batch_size
+        self.rank_budget = rank_budget
+        self.output_dir = output_dir
+        self.seed = seed
+        self.max_new_tokens = max_new_tokens
+        self.at_fit_end = at_fit_end
+        self.history: list[tuple[int, dict[str, Any]]] = []
+        self._last_step = -1
+
+    def _output_dir(self, trainer: L.Trainer) -> Path:
+        return Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
+
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, stem: str) -> dict[str, Any]:
+        """Run ``evaluate_niah`` on ``pl_module``; rank 0 writes the report; returns the results."""
+        results = evaluate_niah(
+            pl_module,
+            self.bins,
+            self.samples_per_bin,
+            self.chunk_length,
+            self.batch_size,
+            self.rank_budget,
+            self.seed,
+            self.max_new_tokens,
+        )
+        self._last_step = trainer.global_step
+        self.history.append((trainer.global_step, results))
+        if trainer.is_global_zero:
+            write_niah_report(results, self._output_dir(trainer), stem)
+            summary = ", ".join(f"{r['bin']}: {r['accuracy']:.2f}" for r in results["bins"])
+            rank_zero_info(f"[NIAH] step {trainer.global_step}: {summary} (mean {results['acc_mean']:.2f})")
+        return results
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx
+    ) -> None:
+        step = trainer.global_step
+        if self.every_n_steps <= 0 or step == 0 or step % self.every_n_steps or step == self._last_step:
+            return
+        results = self.evaluate(trainer, pl_module, f"niah_step{step:06d}")
+        self._log(trainer, niah_metrics(results))
+
+    @staticmethod
+    def _log(trainer: L.Trainer, metrics: dict[str, float]) -> None:
+        """Send metrics to every logger at this step (whatever ``log_every_n_steps`` is) and to callback_metrics."""
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.at_fit_end:
+            return
+        if self.history and self._last_step == trainer.global_step:
+            results = self.history[-1][1]
+            if trainer.is_global_zero:
+                write_niah_report(results, self._output_dir(trainer), "niah_final")
+        else:
+            results = self.evaluate(trainer, pl_module, "niah_final")
+        self._log(trainer, niah_metrics(results))
+        for logger in trainer.loggers:
+            logger.save()

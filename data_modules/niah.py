@@ -1,0 +1,268 @@
+"""NIAHDataModule: needle-in-a-haystack documents in the Doc-to-LoRA batch contract, generated on the fly by seed."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from .doc_batch import DocItem, DocQACollator, sample_n_chunks
+from .niah_protocol import (
+    DEPTH_BINS,
+    FILLER,
+    NEEDLE_TEMPLATE,
+    NIAH_QUESTION,
+    QUESTION_VARIANTS,
+    NIAHExample,
+    balanced_depth,
+    example_rng,
+    extract_number,
+    make_niah_example,
+    needle_sentence,
+    niah_examples,
+    resolve_length,
+)
+
+__all__ = [
+    "DEPTH_BINS",
+    "FILLER",
+    "NEEDLE_TEMPLATE",
+    "NIAH_QUESTION",
+    "NIAHDataModule",
+    "NIAHExample",
+    "extract_number",
+    "make_niah_example",
+    "niah_examples",
+    "resolve_length",
+]
+
+
+def _questions(rng: random.Random, k: int) -> list[str]:
+    """The reference question first, then ``k - 1`` paraphrases (more ways to ask, same answer)."""
+    return [NIAH_QUESTION] + rng.sample(list(QUESTION_VARIANTS), k - 1)
+
+
+class NIAHTrainDataset(Dataset):
+    """``length`` training haystacks, example ``i`` built from its own seed (index-seeded, so any order or worker)."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        length: int,
+        seed: int,
+        lengths: tuple[int, int],
+        questions_per_doc: int = 1,
+        max_chunks: int = 1,
+        min_chunk_tokens: int = 25,
+        needle_only_prob: float = 0.0,
+        offset: int = 0,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.length = length
+        self.seed = seed
+        self.lengths = lengths
+        self.questions_per_doc = questions_per_doc
+        self.max_chunks = max_chunks
+        self.min_chunk_tokens = min_chunk_tokens
+        self.needle_only_prob = needle_only_prob
+        self.offset = offset
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> DocItem:
+        index = (self.offset + i) % self.length
+        rng = example_rng(self.seed, "train", index)
+        n_tokens = rng.randint(*self.lengths)
+        needle_only = rng.random() < self.needle_only_prob
+        depth = balanced_depth(index, rng)
+        ex = make_niah_example(self.tokenizer, n_tokens, depth, rng)
+        if needle_only:
+            context = needle_sentence(int(ex.answer))
+            ex = NIAHExample(context, ex.question, ex.answer, len(self.tokenizer(context)["input_ids"]), 0.0)
+        k = sample_n_chunks(rng, self.max_chunks, ex.n_tokens, self.min_chunk_tokens)
+        qas = [(q, ex.answer) for q in _questions(rng, self.questions_per_doc)]
+        meta = {"n_tokens": ex.n_tokens, "depth": ex.depth, "needle_only": needle_only}
+        return DocItem(ex.context, qas, doc_id=f"niah-train-{index}", n_chunks=k, meta=meta)
+
+
+class NIAHDataModule(L.LightningDataModule):
+    """The reference NIAH protocol: filler haystacks with a "special magic number" needle, in D2L batches.
+
+    Training contexts have ``train_lengths`` tokens (uniform between min and max) and may be cut into K chunks
+    (K uniform in ``1..max_chunks``); validation and test use fixed length bins and ``eval_chunk_length``.
+    Every example is a function of ``seed`` and its index, so runs are reproducible and training can resume
+    where it stopped (``state_dict`` records how many training samples were consumed).
+
+    Args:
+        base_model: the base model whose tokenizer measures lengths and formats prompts.
+        train_lengths: min and max training context length in tokens (reference: 32 and 256).
+        val_bins: validation lengths: token counts (``256``, ``"4K"``) or native-window multiples (``"2x"``).
+        test_bins: test lengths, same forms as ``val_bins``.
+        train_samples: training examples per epoch (generated on the fly; make it large for long runs).
+        val_samples_per_bin: validation haystacks per length bin.
+        test_samples_per_bin: test haystacks per length bin.
+        batch_size: documents per batch.
+        questions_per_doc: questions per document: the reference question, then paraphrases (at most 5).
+        seed: seed of every generated example.
+        max_chunks: training samples K in 1..max_chunks chunks per context (reference stage 2: 8).
+        min_chunk_tokens: smallest training chunk; caps K for short contexts (reference: 25).
+        eval_chunk_length: chunk length for validation and test contexts (reference: 1024).
+        needle_only_prob: fraction of training contexts that are the needle sentence alone (a curriculum aid).
+        with_teacher: add ``teacher_*`` rows (haystack in the prompt) to training and validation batches, for
+            the distill objective (test batches never carry them).
+        num_workers: DataLoader worker processes.
+    """
+
+    def __init__(
+        self,
+        base_model: str = "smollm2-135m-instruct",
+        train_lengths: tuple[int, int] = (32, 256),
+        val_bins: Sequence[int | str] = (256, 1024),
+        test_bins: Sequence[int | str] = (256, 1024, 4096, "1x"),
+        train_samples: int = 1_000_000,
+        val_samples_per_bin: int = 20,
+        test_samples_per_bin: int = 20,
+        batch_size: int = 4,
+        questions_per_doc: int = 1,
+        seed: int = 0,
+        max_chunks: int = 1,
+        min_chunk_tokens: int = 25,
+        eval_chunk_length: int = 1024,
+        needle_only_prob: float = 0.0,
+        with_teacher: bool = False,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        lo, hi = (int(x) for x in train_lengths)
+        if not 1 <= lo <= hi:
+            raise ValueError(
+                f"train_lengths must be [min, max] with 1 <= min <= max, got {list(train_lengths)}."
+            )
+        if not 1 <= questions_per_doc <= 1 + len(QUESTION_VARIANTS):
+            raise ValueError(
+                f"questions_per_doc must be in 1..{1 + len(QUESTION_VARIANTS)}, got {questions_per_doc}."
+            )
+        if not 0.0 <= needle_only_prob <= 1.0:
+            raise ValueError(f"needle_only_prob must be in [0, 1], got {needle_only_prob}.")
+        for name, value in (
+            ("train_samples", train_samples),
+            ("batch_size", batch_size),
+            ("max_chunks", max_chunks),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}.")
+        self.base_model = base_model
+        self.train_lengths = (lo, hi)
+        self.val_bins = list(val_bins)
+        self.test_bins = list(test_bins)
+        self.train_samples = train_samples
+        self.val_samples_per_bin = val_samples_per_bin
+        self.test_samples_per_bin = test_samples_per_bin
+        self.batch_size = batch_size
+        self.questions_per_doc = questions_per_doc
+        self.seed = seed
+        self.max_chunks = max_chunks
+        self.min_chunk_tokens = min_chunk_tokens
+        self.eval_chunk_length = eval_chunk_length
+        self.needle_only_prob = needle_only_prob
+        self.with_teacher = with_teacher
+        self.num_workers = num_workers
+        self.tokenizer: Any = None
+        self.native_window: int | None = None
+        self.samples_seen = 0
+        self._eval_items: dict[str, list[DocItem]] = {}
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, stage: str | None = None) -> None:
+        """Load the tokenizer and read the base model's native window (needed for ``"2x"`` bins)."""
+        if self.tokenizer is not None:
+            return
+        from transformers import AutoConfig
+
+        from lora_hyper.base_model import load_tokenizer, native_window, resolve_model_path
+
+        self.tokenizer = load_tokenizer(self.base_model)
+        self.native_window = native_window(AutoConfig.from_pretrained(resolve_model_path(self.base_model)))
+
+    def bin_lengths(self, split: str) -> list[int]:
+        """Token counts of the ``val`` or ``test`` bins."""
+        bins = self.val_bins if split == "val" else self.test_bins
+        return [resolve_length(b, self.native_window) for b in bins]
+
+    def eval_items(self, split: str) -> list[DocItem]:
+        """The fixed validation or test documents, bin by bin, depths balanced within each bin."""
+        if split not in self._eval_items:
+            self._require_setup()
+            per_bin = self.val_samples_per_bin if split == "val" else self.test_samples_per_bin
+            items = []
+            for n in self.bin_lengths(split):
+                for j, ex in enumerate(niah_examples(self.tokenizer, n, per_bin, self.seed, split)):
+                    meta = {"n_tokens": ex.n_tokens, "depth": ex.depth, "bin": n}
+                    items.append(
+                        DocItem(ex.context, [(ex.question, ex.answer)], f"niah-{split}-{n}-{j}", None, meta)
+                    )
+            self._eval_items[split] = items
+        return self._eval_items[split]
+
+    def train_dataset(self) -> NIAHTrainDataset:
+        """The on-the-fly training set, starting after the samples already consumed (resume)."""
+        self._require_setup()
+        return NIAHTrainDataset(
+            self.tokenizer,
+            self.train_samples,
+            self.seed,
+            self.train_lengths,
+            self.questions_per_doc,
+            self.max_chunks,
+            self.min_chunk_tokens,
+            self.needle_only_prob,
+            offset=self.samples_seen % self.train_samples,
+        )
+
+    def _require_setup(self) -> None:
+        if self.tokenizer is None:
+            raise RuntimeError("Call NIAHDataModule.setup() first (Lightning does this for you).")
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, dataset: Any, collator: DocQACollator) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=False,
+            collate_fn=collator,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset(), DocQACollator(self.tokenizer, None, self.with_teacher))
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Validation batches, bin by bin; no loader (validation skipped) when ``val_bins`` is empty."""
+        if not self.val_bins or self.val_samples_per_bin < 1:
+            return []
+        return self._loader(
+            self.eval_items("val"), DocQACollator(self.tokenizer, self.eval_chunk_length, self.with_teacher)
+        )
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.eval_items("test"), DocQACollator(self.tokenizer, self.eval_chunk_length))
+
+    # ------------------------------------------------------------------ resume
+    def state_dict(self) -> dict[str, Any]:
+        """Training samples consumed so far (optimizer steps x batch x accumulation x ranks), saved in checkpoints."""
+        seen = self.samples_seen
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.global_step > 0:
+            seen = (
+                trainer.global_step * self.batch_size * trainer.accumulate_grad_batches * trainer.world_size
+            )
+        return {"samples_seen": int(seen), "seed": self.seed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the training stream after the consumed samples (read by ``train_dataloader``)."""
+        self.samples_seen = int(state_dict.get("samples_seen", 0))

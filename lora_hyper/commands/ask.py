@@ -1,0 +1,63 @@
+"""``lora-hyper ask``: internalize a document, then answer a question about it WITHOUT it in the prompt."""
+
+from __future__ import annotations
+
+import time
+
+from lora_hyper.commands.common import ArgumentParser, CommandError, read_text_file, run_command
+from lora_hyper.commands.internalize import positive
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``1.5 KiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _parser() -> ArgumentParser:
+    p = ArgumentParser(prog="lora-hyper ask", description="Answer a question about a document it internalized.")
+    p.add_argument("--model", required=True, help="Doc-to-LoRA model directory (DocToLoRA.save_pretrained)")
+    p.add_argument("--doc", required=True, help="UTF-8 text file to internalize")
+    p.add_argument("--question", required=True, help="the question (asked without the document in context)")
+    p.add_argument("--chunk-length", type=int, default=None, help="tokens per chunk (default: the model's)")
+    p.add_argument("--rank-budget", type=int, default=None, help="compress the adapter to this rank")
+    p.add_argument("--max-new-tokens", type=int, default=48, help="answer length limit")
+    p.add_argument("--device", default=None, help="where the models run (default cpu)")
+    return p
+
+
+def _ask(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if not args.question.strip():
+        raise CommandError("--question is empty: ask something about the document.")
+    positive(args.chunk_length, "--chunk-length")
+    positive(args.rank_budget, "--rank-budget")
+    positive(args.max_new_tokens, "--max-new-tokens")
+    doc = read_text_file(args.doc)
+    from lora_hyper.base_model import kv_cache_bytes
+    from lora_hyper.doc_to_lora import DocToLoRA
+
+    model = DocToLoRA.from_pretrained(args.model, device=args.device)
+    start = time.perf_counter()
+    lora = model.internalize([doc], chunk_length=args.chunk_length, rank_budget=args.rank_budget)
+    seconds = time.perf_counter() - start
+    answer = model.generate([args.question], lora, max_new_tokens=args.max_new_tokens)[0]
+    n_tokens = len(model.tokenizer(doc, add_special_tokens=False)["input_ids"])
+    dtype_bytes = next(model.base_model.parameters()).element_size()
+    kv = kv_cache_bytes(model.base_model.config, n_tokens, dtype_bytes)
+    adapter = lora.num_bytes()
+    print(f"answer: {answer}")
+    print(f"internalize: {seconds:.3f} s ({n_tokens} document tokens)")
+    print(
+        f"adapter: {human_bytes(adapter)} (rank {lora.rank}) vs KV cache: {human_bytes(kv)} for {n_tokens} tokens "
+        f"({kv / adapter:.2f}x)"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``lora-hyper ask``."""
+    return run_command(_ask, list(argv or []))

@@ -1,0 +1,293 @@
+"""Doc-to-LoRA inference: internalize documents into adapters, answer without them, save/load model dirs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from lora_hyper.base_model import load_base_model, native_window
+from lora_hyper.chunking import encode_documents
+from lora_hyper.context_encoder import ContextEncoder
+from lora_hyper.data_modules.collate import chat_prompt_ids, pad_left
+from lora_hyper.hypernets.d2l import DocToLoRAHypernet, DocToLoRAHypernetConfig
+from lora_hyper.lora import LoRABatch, LoRASpec, apply_lora, atomic_directory_write, save_peft
+
+FORMAT = "lora-hyper/doc-to-lora"
+CONFIG_NAME = "doc_to_lora.json"
+WEIGHTS_NAME = "hypernet.safetensors"
+CHUNK_MARGIN = 128  # tokens left for the chat wrapping of a chunk when the chunk length defaults to the window
+
+
+@contextlib.contextmanager
+def unsharded(module: nn.Module) -> Iterator[nn.Module]:
+    """Gather an FSDP2 (``fully_shard``) module's parameters for direct use; a no-op for plain modules."""
+    unshard = getattr(module, "unshard", None)
+    if unshard is None:
+        yield module
+        return
+    unshard()
+    try:
+        yield module
+    finally:
+        module.reshard()
+
+
+def default_chunk_length(encoder: ContextEncoder) -> int:
+    """The longest chunk the encoder reads within its native window (leaving room for the chat wrapping)."""
+    return max(16, native_window(encoder.model) - CHUNK_MARGIN)
+
+
+@torch.no_grad()
+def internalize_documents(
+    encoder: ContextEncoder,
+    hypernet: DocToLoRAHypernet,
+    tokenizer: Any,
+    docs: str | Sequence[str],
+    chunk_length: int | None = None,
+    rank_budget: int | None = None,
+    chunk_batch_size: int = 16,
+    progress: bool = False,
+) -> LoRABatch:
+    """One adapter per document, any length: chunk, encode and run the hypernetwork in batches of chunks,
+    sum each document's chunk adapters, add the bias block, then compress to ``rank_budget`` if given."""
+    docs = [docs] if isinstance(docs, str) else list(docs)
+    if not docs:
+        raise ValueError("No documents given to internalize.")
+    for i, d in enumerate(docs):
+        if not isinstance(d, str) or not d.strip():
+            raise ValueError(f"Document {i} is empty or whitespace only; give it some text to internalize.")
+    if rank_budget is not None and rank_budget < 1:
+        raise ValueError(f"rank_budget must be >= 1, got {rank_budget}.")
+    batch = encode_documents(tokenizer, docs, chunk_length=chunk_length or default_chunk_length(encoder))
+    device = next(hypernet.parameters()).device
+    ids, mask, doc_index = batch["ctx_input_ids"], batch["ctx_attention_mask"], batch["ctx_doc_index"]
+    starts = range(0, ids.shape[0], chunk_batch_size)
+    if progress and len(starts) > 1:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="internalize", unit="batch")
+    parts = []
+    for s in starts:
+        m = mask[s : s + chunk_batch_size]
+        keep = m.any(0)  # left padding: drop columns that are padding in every row of this slice
+        x, m = ids[s : s + chunk_batch_size][:, keep].to(device), m[:, keep].to(device)
+        feats, fmask = encoder(x, m)
+        parts.append(hypernet(feats, fmask, join=False).detach())
+    with unsharded(hypernet):
+        lora = hypernet.join(LoRABatch.cat(parts), doc_index.to(device)).detach()
+    if rank_budget is not None and lora.rank > rank_budget:
+        lora = lora.compress(rank_budget)
+    return lora
+
+
+@torch.no_grad()
+def generate_answers(
+    model: nn.Module,
+    tokenizer: Any,
+    questions: str | Sequence[str],
+    adapters: LoRABatch | None,
+    max_new_tokens: int = 32,
+    **generate_kwargs: Any,
+) -> list[str]:
+    """Greedy (by default) chat-templated answers; question ``i`` uses adapter ``i``, or consecutive groups of
+    questions share one when there are ``k * adapters.batch_size`` questions; ``None`` is the plain base."""
+    questions = [questions] if isinstance(questions, str) else list(questions)
+    if not questions:
+        raise ValueError("No questions given.")
+    if adapters is not None and len(questions) % adapters.batch_size:
+        raise ValueError(
+            f"{len(questions)} questions for {adapters.batch_size} adapters: give one question per adapter "
+            "or the same number of questions for each."
+        )
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids, mask = pad_left([chat_prompt_ids(tokenizer, q) for q in questions], pad)
+    ids, mask = ids.to(device), mask.to(device)
+    kwargs = {"do_sample": False, "pad_token_id": pad, "max_new_tokens": max_new_tokens, **generate_kwargs}
+    if not kwargs["do_sample"]:
+        kwargs.setdefault("temperature", None)
+        kwargs.setdefault("top_p", None)
+        kwargs.setdefault("top_k", None)
+    ctx = apply_lora(model, adapters.to(device)) if adapters is not None else contextlib.nullcontext()
+    with ctx:
+        out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+    return [t.strip() for t in tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)]
+
+
+def _encoder_settings(encoder: ContextEncoder, encoder_model_name: str | None) -> dict[str, Any]:
+    return {"mode": encoder.mode, "n_layers": encoder.n_layers, "model": encoder_model_name}
+
+
+class DocToLoRA:
+    """A trained Doc-to-LoRA: frozen base + context encoder + hypernetwork, for inference.
+
+    Build with :meth:`from_pretrained` (a model dir) or :meth:`from_module` (a trained
+    ``DocToLoRAModule``); :meth:`save_pretrained` writes safetensors + JSON (never a pickle).
+    """
+
+    def __init__(
+        self,
+        base_model: nn.Module,
+        tokenizer: Any,
+        encoder: ContextEncoder,
+        hypernet: DocToLoRAHypernet,
+        base_model_name: str,
+        encoder_model_name: str | None = None,
+        chunk_length: int | None = None,
+        rank_budget: int | None = None,
+    ) -> None:
+        self.base_model = base_model
+        self.tokenizer = tokenizer
+        self.encoder = encoder
+        self.hypernet = hypernet.eval()
+        self.base_model_name = base_model_name
+        self.encoder_model_name = encoder_model_name
+        self.chunk_length = chunk_length
+        self.rank_budget = rank_budget
+
+    @property
+    def spec(self) -> LoRASpec:
+        return self.hypernet.spec
+
+    @property
+    def native_window(self) -> int:
+        return native_window(self.base_model)
+
+    # ------------------------------------------------------------------ use
+    def internalize(
+        self, docs: str | Sequence[str], chunk_length: int | None = None, rank_budget: int | None = None
+    ) -> LoRABatch:
+        """One adapter per document (any length; chunked at ``chunk_length``, compressed to ``rank_budget``)."""
+        return internalize_documents(
+            self.encoder,
+            self.hypernet,
+            self.tokenizer,
+            docs,
+            chunk_length or self.chunk_length,
+            rank_budget or self.rank_budget,
+            progress=True,
+        )
+
+    def generate(
+        self, questions: str | Sequence[str], adapters: LoRABatch | None, max_new_tokens: int = 32, **kw: Any
+    ) -> list[str]:
+        """Answers to ``questions`` with the documents internalized in ``adapters`` (not in the prompt)."""
+        return generate_answers(self.base_model, self.tokenizer, questions, adapters, max_new_tokens, **kw)
+
+    def save_adapter(self, lora: LoRABatch, index: int, directory: str | os.PathLike) -> Path:
+        """Write adapter ``index`` of ``lora`` as a PEFT LoRA directory."""
+        return save_peft(lora, index, directory, self.base_model_name)
+
+    # ------------------------------------------------------------------ persistence
+    @classmethod
+    def from_module(cls, module: Any) -> DocToLoRA:
+        """Wrap a trained ``DocToLoRAModule`` (after ``configure_model``) without copying weights."""
+        if getattr(module, "hypernet", None) is None:
+            raise ValueError("The module has no hypernetwork yet: call configure_model() first.")
+        return cls(
+            module.base_model,
+            module.tokenizer,
+            module.context_encoder,
+            module.hypernet,
+            module.base_model_name,
+            module.encoder_model,
+            module.chunk_length,
+            module.rank_budget,
+        )
+
+    def config_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": 1,
+            "base_model": self.base_model_name,
+            "spec": self.spec.to_dict(),
+            "hypernet": self.hypernet.config.to_dict(),
+            "encoder": _encoder_settings(self.encoder, self.encoder_model_name),
+            "chunk_length": self.chunk_length,
+            "rank_budget": self.rank_budget,
+        }
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``doc_to_lora.json`` + ``hypernet.safetensors`` atomically."""
+        with unsharded(self.hypernet):
+            state = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.hypernet.state_dict().items()}
+        config = json.dumps(self.config_dict(), indent=2, sort_keys=True)
+
+        def write(tmp: Path) -> None:
+            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+            (tmp / CONFIG_NAME).write_text(config + "\n")
+
+        return atomic_directory_write(directory, write)
+
+    @staticmethod
+    def read_config(directory: str | os.PathLike) -> dict[str, Any]:
+        """The JSON config of a model dir; a clear error when the dir is missing or not a Doc-to-LoRA dir."""
+        path = Path(directory)
+        if not path.is_dir():
+            raise FileNotFoundError(f"Doc-to-LoRA model directory not found: {path}")
+        cfg_path = path / CONFIG_NAME
+        if not cfg_path.is_file() or not (path / WEIGHTS_NAME).is_file():
+            raise FileNotFoundError(f"{path} is not a Doc-to-LoRA model directory ({CONFIG_NAME} or {WEIGHTS_NAME} missing).")
+        cfg = json.loads(cfg_path.read_text())
+        if cfg.get("format") != FORMAT:
+            raise ValueError(f"{path} holds {cfg.get('format')!r}, not a Doc-to-LoRA model ({FORMAT}).")
+        return cfg
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike,
+        device: str | torch.device | None = None,
+        base_model: str | None = None,
+        attn_implementation: str = "auto",
+        dtype: str = "auto",
+    ) -> DocToLoRA:
+        """Load a model dir written by :meth:`save_pretrained` (safetensors only; nothing is unpickled).
+
+        ``base_model`` overrides where the base weights load from; a base model whose name or layer
+        shapes differ from the one the dir was built for is an error.
+        """
+        cfg = cls.read_config(directory)
+        saved_name = cfg["base_model"]
+        name = base_model or saved_name
+        if base_model is not None and Path(base_model).name != Path(saved_name).name:
+            raise ValueError(f"{directory} was built for base model {saved_name!r}, not {base_model!r}.")
+        model, tokenizer = load_base_model(name, attn_implementation, dtype, device=device)
+        saved_spec = LoRASpec.from_dict(cfg["spec"])
+        spec = LoRASpec(saved_spec.target_modules, saved_spec.rank, saved_spec.scale).discover(model)
+        if (spec.n_layers, spec.shapes) != (saved_spec.n_layers, saved_spec.shapes):
+            raise ValueError(
+                f"{directory} was built for another base model ({saved_spec.n_layers} layers, shapes "
+                f"{saved_spec.shapes}) than {name!r} ({spec.n_layers} layers, shapes {spec.shapes})."
+            )
+        enc = cfg["encoder"]
+        enc_model = model
+        if enc.get("model"):
+            enc_model, _ = load_base_model(enc["model"], attn_implementation, dtype, device=device)
+        n_out = spec.n_layers if enc["mode"] == "per_layer" else None
+        early = enc["n_layers"] if enc["mode"] == "early_exit" else None
+        encoder = ContextEncoder(enc_model, enc["mode"], n_layers=early, n_out_layers=n_out)
+        hcfg = DocToLoRAHypernetConfig.from_dict(cfg["hypernet"])
+        if hcfg.input_dim != encoder.hidden_size:
+            raise ValueError(
+                f"{directory}: hypernetwork input width {hcfg.input_dim} != encoder hidden size {encoder.hidden_size}."
+            )
+        hypernet = DocToLoRAHypernet(hcfg, spec)
+        state = load_file(str(Path(directory) / WEIGHTS_NAME))
+        try:
+            hypernet.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"{directory}: hypernetwork weights do not match its config: {e}") from None
+        param = next(model.parameters())
+        hypernet.to(device=param.device)
+        return cls(
+            model, tokenizer, encoder, hypernet, saved_name, enc.get("model"), cfg.get("chunk_length"), cfg.get("rank_budget")
+        )

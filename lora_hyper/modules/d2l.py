@@ -1,0 +1,251 @@
+"""DocToLoRAModule: train a Doc-to-LoRA hypernetwork (CE on answers or top-k context distillation)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lora_hyper.base_model import load_base_model, native_window
+from lora_hyper.context_encoder import ContextEncoder
+from lora_hyper.doc_to_lora import generate_answers, internalize_documents
+from lora_hyper.hypernets.d2l import DocToLoRAHypernet, DocToLoRAHypernetConfig
+from lora_hyper.lora import LoRABatch, LoRASpec
+from lora_hyper.losses import factor_l1, mean_by_group, per_sample_ce, topk_distill_per_sample
+from lora_hyper.modules.base import HypernetModule
+from lora_hyper.strategies import shard_fsdp2
+
+OBJECTIVES = ("ce", "distill")
+
+
+def adapter_norm(lora: LoRABatch) -> Tensor:
+    """Mean over samples of the Frobenius norm of all deltas ``scale * B @ A`` (never forming B @ A)."""
+    total = 0
+    for m in lora.spec.target_modules:
+        a, b = lora.A[m].float(), lora.B[m].float()
+        total = total + ((a @ a.transpose(-1, -2)) * (b.transpose(-1, -2) @ b)).sum(dim=(1, 2, 3))
+    return (abs(float(lora.scale)) * total.clamp(min=0).sqrt()).mean()
+
+
+def consecutive_groups(doc_index: Tensor, n_docs: int) -> bool:
+    """True when rows are ``k`` questions of document 0, then ``k`` of document 1, ... (no index copy needed)."""
+    rows = doc_index.numel()
+    if rows % n_docs:
+        return False
+    expected = torch.arange(n_docs, device=doc_index.device).repeat_interleave(rows // n_docs)
+    return torch.equal(doc_index, expected)
+
+
+class DocToLoRAModule(HypernetModule):
+    """Doc-to-LoRA training: frozen base + frozen context encoder + trainable Perceiver hypernetwork.
+
+    Consumes the Doc-to-LoRA batch contract of ``data_modules/collate.py``; only the hypernetwork trains.
+
+    Args:
+        base_model: hub name, local directory or ``"smollm2-135m-instruct"``.
+        targets: module names that get adapters (default ``["down_proj"]``, as the reference).
+        rank: LoRA rank of one chunk's adapter.
+        scale: LoRA scale (default ``2 * rank**1.5``, the reference's alpha used directly).
+        encoder_mode: ``per_layer`` (activation l feeds layer l's adapter) or ``early_exit``.
+        encoder_layers: ``early_exit`` depth (default a quarter of the encoder's layers).
+        encoder_model: a separate frozen encoder model (any width); default: the base model itself.
+        latent_dim: Perceiver latent width.
+        n_latents: learned latent queries.
+        n_blocks: Perceiver blocks.
+        n_heads: attention heads.
+        mlp_ratio: SwiGLU hidden width as a multiple of ``latent_dim``.
+        self_attention: self-attention among latents in every Perceiver block.
+        head_hidden_ratio: per-layer residual MLP width as a multiple of ``latent_dim``.
+        bias_rank: rank of the learned context-free bias adapter (default: ``rank``; 0: none).
+        objective: ``ce`` (gold answers) or ``distill`` (teacher = base with the document in the prompt).
+        distill_top_k: teacher tokens kept per answer position in ``distill``.
+        l1_weight: weight of the L1 penalty on the generated factors.
+        label_smoothing: label smoothing of the ``ce`` objective.
+        chunk_length: chunk length used by ``internalize`` (default: the encoder's native window).
+        rank_budget: compress internalized adapters to this rank (default: keep all chunk ranks).
+        lr: peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        warmup: warm-up steps (int) or fraction of the run (float < 1).
+        schedule: ``cosine``, ``linear`` or ``constant`` after warm-up.
+        attn_implementation: ``auto`` (flash-attention 2 on CUDA when installed, else sdpa), ``sdpa``, ``eager``.
+        base_dtype: dtype of the frozen base (``auto``: bf16 on CUDA, fp32 on CPU).
+    """
+
+    def __init__(
+        self,
+        base_model: str = "smollm2-135m-instruct",
+        targets: list[str] | None = None,
+        rank: int = 8,
+        scale: float | None = None,
+        encoder_mode: str = "per_layer",
+        encoder_layers: int | None = None,
+        encoder_model: str | None = None,
+        latent_dim: int = 256,
+        n_latents: int = 32,
+        n_blocks: int = 2,
+        n_heads: int = 4,
+        mlp_ratio: float = 2.0,
+        self_attention: bool = True,
+        head_hidden_ratio: float = 1.0,
+        bias_rank: int | None = None,
+        objective: str = "ce",
+        distill_top_k: int = 16,
+        l1_weight: float = 0.0,
+        label_smoothing: float = 0.0,
+        chunk_length: int | None = None,
+        rank_budget: int | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 0.01,
+        warmup: float = 0.1,
+        schedule: str = "cosine",
+        attn_implementation: str = "auto",
+        base_dtype: str = "auto",
+    ) -> None:
+        super().__init__(base_model, lr, weight_decay, warmup, schedule, attn_implementation, base_dtype)
+        if objective not in OBJECTIVES:
+            raise ValueError(f"Unknown objective {objective!r}: use one of {OBJECTIVES}.")
+        if encoder_mode not in ("per_layer", "early_exit"):
+            raise ValueError(f"Unknown encoder_mode {encoder_mode!r}: use 'per_layer' or 'early_exit'.")
+        self.save_hyperparameters()
+        self.targets = list(targets) if targets else ["down_proj"]
+        self.rank = rank
+        self.scale = float(scale) if scale is not None else 2.0 * rank**1.5
+        self.encoder_mode = encoder_mode
+        self.encoder_layers = encoder_layers
+        self.encoder_model = encoder_model
+        self.hypernet_config_kwargs = dict(
+            latent_dim=latent_dim,
+            n_latents=n_latents,
+            n_blocks=n_blocks,
+            n_heads=n_heads,
+            mlp_ratio=mlp_ratio,
+            self_attention=self_attention,
+            head_hidden_ratio=head_hidden_ratio,
+            bias_rank=bias_rank,
+        )
+        self.objective = objective
+        self.distill_top_k = distill_top_k
+        self.l1_weight = l1_weight
+        self.label_smoothing = label_smoothing
+        self.chunk_length = chunk_length
+        self.rank_budget = rank_budget
+        self.hypernet: DocToLoRAHypernet | None = None
+        self.context_encoder: ContextEncoder | None = None
+
+    # ------------------------------------------------------------------ model
+    def configure_model(self) -> None:
+        """Load the frozen base (and encoder), build the hypernetwork; shard it with FSDP2 under a device mesh."""
+        if self.hypernet is not None:
+            return
+        self.load_base()
+        spec = LoRASpec(self.targets, self.rank, self.scale).discover(self.base_model)
+        per_layer = self.encoder_mode == "per_layer"
+        n_out = spec.n_layers if per_layer else None
+        if self.encoder_model is None:
+            encoder = ContextEncoder(self.base_model, self.encoder_mode, self.encoder_layers, n_out)
+            # Shared with the base: keep it out of the module tree so the weights are not registered twice.
+            object.__setattr__(self, "context_encoder", encoder)
+        else:
+            device = self.device if self.device.type != "meta" else None
+            enc_model, _ = load_base_model(self.encoder_model, self.attn_implementation, self.base_dtype, device=device)
+            self.context_encoder = ContextEncoder(enc_model, self.encoder_mode, self.encoder_layers, n_out)
+        config = DocToLoRAHypernetConfig(
+            input_dim=self.context_encoder.hidden_size, per_layer_input=per_layer, **self.hypernet_config_kwargs
+        )
+        self.hypernet = DocToLoRAHypernet(config, spec)
+        if self.device_mesh is not None:  # Lightning ModelParallelStrategy: FSDP2
+            shard_fsdp2(self.hypernet, self.device_mesh)
+
+    def train(self, mode: bool = True) -> DocToLoRAModule:
+        """Train mode for the hypernetwork only: the frozen base and encoder always stay in eval mode."""
+        super().train(mode)
+        for frozen in (self.base_model, getattr(self.context_encoder, "model", None)):
+            if frozen is not None:
+                frozen.eval()
+        return self
+
+    @property
+    def spec(self) -> LoRASpec:
+        if self.hypernet is None:
+            raise RuntimeError("The hypernetwork is not built yet: call configure_model() first.")
+        return self.hypernet.spec
+
+    @property
+    def native_window(self) -> int:
+        return native_window(self.base_model)
+
+    # ------------------------------------------------------------------ training
+    def adapters(self, batch: dict[str, Any]) -> LoRABatch:
+        """One adapter per document of a Doc-to-LoRA batch (all chunks encoded in one pass)."""
+        feats, mask = self.context_encoder(batch["ctx_input_ids"], batch["ctx_attention_mask"])
+        return self.hypernet(feats, mask, doc_index=batch["ctx_doc_index"])
+
+    def losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """``loss`` (objective + L1), ``qa_loss``, ``l1`` and ``adapter_norm`` of one batch."""
+        lora = self.adapters(batch)
+        qa = batch["qa_doc_index"]
+        index = None if consecutive_groups(qa, lora.batch_size) else qa
+        logits = self.lm_logits(lora, batch, adapter_index=index)
+        if self.objective == "ce":
+            per_row = per_sample_ce(logits, batch["labels"], self.label_smoothing)
+        else:
+            if "teacher_input_ids" not in batch:
+                raise ValueError("objective 'distill' needs teacher_* rows: set with_teacher=True on the data module.")
+            with torch.no_grad():
+                teacher = self.base_model(
+                    input_ids=batch["teacher_input_ids"], attention_mask=batch["teacher_attention_mask"]
+                ).logits
+            per_row = topk_distill_per_sample(
+                logits, batch["labels"], teacher, batch["teacher_labels"], self.distill_top_k
+            )
+        qa_loss = mean_by_group(per_row, qa)
+        l1 = factor_l1(lora)
+        loss = qa_loss + self.l1_weight * l1 if self.l1_weight else qa_loss
+        return {"loss": loss, "qa_loss": qa_loss.detach(), "l1": l1.detach(), "adapter_norm": adapter_norm(lora.detach())}
+
+    def _log_all(self, stage: str, out: dict[str, Tensor], batch: dict[str, Any]) -> None:
+        n_docs = int(batch["ctx_doc_index"].max()) + 1
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", out["loss"].detach(), prog_bar=True, on_step=on_step, on_epoch=not on_step,
+                 batch_size=n_docs, sync_dist=not on_step)
+        for key in ("qa_loss", "l1", "adapter_norm"):
+            self.log(f"{stage}/{key}", out[key], on_step=on_step, on_epoch=not on_step, batch_size=n_docs,
+                     sync_dist=not on_step)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        out = self.losses(batch)
+        self._log_all("train", out, batch)
+        return out["loss"]
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._log_all("val", self.losses(batch), batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._log_all("test", self.losses(batch), batch)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the class path (``lora-hyper export`` dispatches on it) and drop frozen weights."""
+        checkpoint["lora_hyper_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        super().on_save_checkpoint(checkpoint)
+
+    # ------------------------------------------------------------------ inference API (used by callbacks)
+    def internalize(
+        self, docs: str | Sequence[str], chunk_length: int | None = None, rank_budget: int | None = None
+    ) -> LoRABatch:
+        """One adapter per document (any length; chunked at ``chunk_length``, compressed to ``rank_budget``)."""
+        return internalize_documents(
+            self.context_encoder,
+            self.hypernet,
+            self.tokenizer,
+            docs,
+            chunk_length or self.chunk_length,
+            rank_budget or self.rank_budget,
+        )
+
+    def generate(
+        self, questions: str | Sequence[str], adapters: LoRABatch | None, max_new_tokens: int = 32, **kw: Any
+    ) -> list[str]:
+        """Greedy answers with the documents internalized in ``adapters`` (question ``i`` uses adapter ``i``)."""
+        return generate_answers(self.base_model, self.tokenizer, questions, adapters, max_new_tokens, **kw)

@@ -1,0 +1,305 @@
+"""TextToLoRAModule: trains the Text-to-LoRA hypernetwork by SFT through the frozen base or by reconstruction."""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lora_hyper.data_modules.collate import chat_prompt_ids, pad_left
+from lora_hyper.hypernets.t2l import T2LHypernetConfig, TextToLoRAHypernet
+from lora_hyper.lora import LoRABatch, LoRASpec, apply_lora, load_peft
+from lora_hyper.losses import factor_l2, reconstruction_l1
+from lora_hyper.modules.base import HypernetModule
+from lora_hyper.task_encoder import BASE_ENCODER, DEFAULT_ENCODER, TaskEncoder
+
+OBJECTIVES = ("sft", "reconstruction")
+
+
+def meta_model(base_model: str) -> torch.nn.Module:
+    """The base model's architecture on the meta device (shapes only, no weights read)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from lora_hyper.base_model import resolve_model_path
+
+    config = AutoConfig.from_pretrained(resolve_model_path(base_model))
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def align_adapter(lora: LoRABatch, spec: LoRASpec) -> LoRABatch:
+    """Re-express a loaded adapter (e.g. from ``load_peft``) on ``spec``'s module names and scale."""
+    by_path = {lora.spec.module_paths.get(n, n): n for n in lora.spec.target_modules}
+    A, B = {}, {}
+    for m in spec.target_modules:
+        name = m if m in lora.A else by_path.get(spec.module_paths[m])
+        if name is None:
+            raise ValueError(f"Adapter has no {m!r} factors (it has {lora.spec.target_modules}).")
+        a, b = lora.A[name], lora.B[name]
+        if a.shape[1] != spec.n_layers or (a.shape[3], b.shape[2]) != spec.shapes[m]:
+            raise ValueError(
+                f"Adapter {m!r} has {a.shape[1]} layers of shape (in={a.shape[3]}, out={b.shape[2]}); the model "
+                f"needs {spec.n_layers} layers of shape {spec.shapes[m]}: was it trained for another base model?"
+            )
+        A[m], B[m] = a, b * (float(lora.scale) / float(spec.scale))
+    return LoRABatch(spec, A, B, spec.scale)
+
+
+class TextToLoRAModule(HypernetModule):
+    """Text-to-LoRA: a frozen task encoder + a hypernetwork generating per-description adapters for a frozen LLM.
+
+    Args:
+        base_model: hub name, local directory or ``"smollm2-135m-instruct"``.
+        targets: module names that get adapters (default ``["q_proj", "v_proj"]``).
+        rank: LoRA rank of generated adapters.
+        alpha: LoRA alpha; the adapters' scale is ``alpha / sqrt(rank)`` (rsLoRA), folded into B on export.
+        head_size: ``L``, ``M`` or ``S`` output heads.
+        latent: trunk width of the hypernetwork (multiple of 4).
+        head_in: width of the hidden state read by the heads.
+        dropout: dropout inside the hypernetwork trunk.
+        task_encoder: sentence-embedding model (hub name or directory), ``"all-minilm-l6-v2"`` (packaged),
+            or ``"base"`` (last-token pooling of the base LLM).
+        task_encoder_pooling: ``cls``, ``mean`` or ``last`` (default: ``mean``; ``last`` for ``"base"``).
+        objective: ``sft`` (LM loss through the base) or ``reconstruction`` (L1 to a library of adapters).
+        label_smoothing: label smoothing of the SFT cross-entropy.
+        l2_weight: weight of the ``mean A^2 + mean B^2`` penalty on generated factors (SFT).
+        reconstruction_mode: ``factors`` (L1 on A and B) or ``delta`` (L1 on B @ A).
+        zscore: regress z-scores of the library's factors (statistics saved with the model).
+        residual_adapter: PEFT adapter directory (e.g. a multi-task LoRA) every generated adapter adds to.
+        neftune_alpha: NEFTune noise on input embeddings during SFT training (0: off).
+        lr: peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        warmup: warm-up steps (int) or fraction of the run (float < 1).
+        schedule: ``linear``, ``cosine`` or ``constant`` after warm-up.
+        attn_implementation: ``auto`` (flash-attention 2 on CUDA when installed, else sdpa), ``sdpa``, ``eager``.
+        base_dtype: dtype of the frozen base (``auto``: bf16 on CUDA, fp32 on CPU).
+    """
+
+    def __init__(
+        self,
+        base_model: str = "smollm2-135m-instruct",
+        targets: list[str] | None = None,
+        rank: int = 8,
+        alpha: float = 16.0,
+        head_size: str = "L",
+        latent: int = 128,
+        head_in: int = 512,
+        dropout: float = 0.05,
+        task_encoder: str = DEFAULT_ENCODER,
+        task_encoder_pooling: str | None = None,
+        objective: str = "sft",
+        label_smoothing: float = 0.1,
+        l2_weight: float = 1e-3,
+        reconstruction_mode: str = "factors",
+        zscore: bool = False,
+        residual_adapter: str | None = None,
+        neftune_alpha: float = 0.0,
+        lr: float = 2.5e-5,
+        weight_decay: float = 0.01,
+        warmup: float = 0.2,
+        schedule: str = "linear",
+        attn_implementation: str = "auto",
+        base_dtype: str = "auto",
+    ) -> None:
+        super().__init__(base_model, lr, weight_decay, warmup, schedule, attn_implementation, base_dtype)
+        if objective not in OBJECTIVES:
+            raise ValueError(f"Unknown objective {objective!r}: use one of {OBJECTIVES}.")
+        if reconstruction_mode not in ("factors", "delta"):
+            raise ValueError(f"Unknown reconstruction_mode {reconstruction_mode!r}: use 'factors' or 'delta'.")
+        if objective == "reconstruction" and residual_adapter and reconstruction_mode != "delta":
+            raise ValueError("residual_adapter with the reconstruction objective needs reconstruction_mode='delta'.")
+        self.save_hyperparameters()
+        self.targets = list(targets or ["q_proj", "v_proj"])
+        self.rank = rank
+        self.alpha = alpha
+        self.objective = objective
+        self.hypernet: TextToLoRAHypernet | None = None
+        self.encoder: TaskEncoder | None = None
+        self.spec: LoRASpec | None = None
+
+    # ------------------------------------------------------------------ building
+    def configure_model(self) -> None:
+        """Build (once) the frozen base (SFT or base-LLM encoder), the task encoder and the hypernetwork."""
+        if self.hypernet is not None:
+            return
+        hp = self.hparams
+        needs_base = self.objective == "sft" or hp.task_encoder == BASE_ENCODER
+        if needs_base:
+            self.load_base()
+            shapes_from = self.base_model
+        else:  # reconstruction: the layer shapes are enough, no weights are read
+            shapes_from = meta_model(self.base_model_name)
+        spec = LoRASpec(self.targets, self.rank, scale=self.alpha / math.sqrt(self.rank)).discover(shapes_from)
+        self.spec = spec
+        if hp.task_encoder == BASE_ENCODER:
+            self.encoder = TaskEncoder(BASE_ENCODER, hp.task_encoder_pooling, model=self.base_model, tokenizer=self.tokenizer)
+        else:
+            device = self.device if self.device.type == "cuda" else None
+            self.encoder = TaskEncoder(hp.task_encoder, hp.task_encoder_pooling, device=device)
+        residual = None
+        if hp.residual_adapter:
+            residual = align_adapter(load_peft(hp.residual_adapter, n_layers=spec.n_layers), spec)
+        config = T2LHypernetConfig(
+            spec=spec.to_dict(),
+            emb_dim=self.encoder.dim,
+            latent=hp.latent,
+            head_in=hp.head_in,
+            head_size=hp.head_size,
+            dropout=hp.dropout,
+            output_zscore=bool(hp.zscore),
+            residual_rank=None if residual is None else residual.rank,
+        )
+        self.hypernet = TextToLoRAHypernet(config)
+        if residual is not None:
+            self.hypernet.set_residual(residual)
+        if hp.zscore:
+            self.register_buffer("zscore_fitted", torch.zeros((), dtype=torch.long))
+
+    def _require_built(self) -> TextToLoRAHypernet:
+        if self.hypernet is None:
+            self.configure_model()
+        return self.hypernet  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ inference API (used by callbacks)
+    def embed(self, descriptions: list[str]) -> Tensor:
+        """Cached task embeddings ``[n, E]`` on this module's device."""
+        self._require_built()
+        return self.encoder.encode(descriptions).to(self.device)  # type: ignore[union-attr]
+
+    @torch.no_grad()
+    def generate_lora(self, descriptions: list[str]) -> LoRABatch:
+        """One adapter per description (eval mode, no gradients)."""
+        hypernet = self._require_built()
+        was_training = hypernet.training
+        hypernet.eval()
+        try:
+            return hypernet(self.embed(list(descriptions))).detach()
+        finally:
+            hypernet.train(was_training)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: list[str],
+        adapters: LoRABatch | None = None,
+        system: str | None = None,
+        max_new_tokens: int = 32,
+        **generate_kwargs: Any,
+    ) -> list[str]:
+        """Chat-templated greedy answers; prompt ``i`` uses adapter ``i`` (or consecutive groups share one)."""
+        if not prompts:
+            raise ValueError("generate needs at least one prompt.")
+        self.load_base()
+        tok, model = self.tokenizer, self.base_model
+        ids, mask = pad_left([chat_prompt_ids(tok, p, system) for p in prompts], tok.pad_token_id)
+        device = next(model.parameters()).device
+        generate_kwargs.setdefault("do_sample", False)
+        generate_kwargs.setdefault("pad_token_id", tok.pad_token_id)
+        ctx = apply_lora(model, adapters.to(device)) if adapters is not None else nullcontext()
+        with ctx:
+            out = model.generate(
+                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens, **generate_kwargs
+            )
+        return [t.strip() for t in tok.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)]
+
+    # ------------------------------------------------------------------ objectives
+    @contextmanager
+    def _neftune(self):
+        """Uniform noise ``alpha / sqrt(T * d)`` on the input embeddings while training (NEFTune)."""
+        alpha = float(self.hparams.neftune_alpha)
+        if not (self.training and alpha > 0):
+            yield
+            return
+
+        def hook(module, args, out):
+            mag = alpha / math.sqrt(out.shape[-2] * out.shape[-1])
+            return out + torch.empty_like(out).uniform_(-mag, mag)
+
+        handle = self.base_model.get_input_embeddings().register_forward_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def sft_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Label-smoothed CE per sample (mean over samples) + ``l2_weight * factor_l2`` of generated factors."""
+        hypernet = self._require_built()
+        descriptions = list(batch["descriptions"])
+        unique = list(dict.fromkeys(descriptions))
+        index = None
+        if len(unique) < len(descriptions):
+            pos = {d: i for i, d in enumerate(unique)}
+            index = torch.tensor([pos[d] for d in descriptions], device=self.device)
+        generated = hypernet.denormalize(hypernet.raw(self.embed(unique)))
+        lora = hypernet.add_residual(generated)
+        with self._neftune():
+            per_sample = self.lm_loss(lora, batch, index, label_smoothing=float(self.hparams.label_smoothing))
+        ce = per_sample.mean()
+        l2 = factor_l2(generated)
+        return ce + float(self.hparams.l2_weight) * l2, {"ce": ce.detach(), "factor_l2": l2.detach()}
+
+    def reconstruction_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        """L1 between generated and library adapters (z-scored factors, raw factors, or delta W)."""
+        hypernet = self._require_built()
+        target = align_adapter(batch["target"], hypernet.spec).to(self.device)
+        emb = self.embed(list(batch["descriptions"]))
+        raw = hypernet.raw(emb)
+        if self.hparams.reconstruction_mode == "factors":
+            if target.ranks != raw.ranks:
+                raise ValueError(
+                    f"Library adapters have ranks {target.ranks} but the hypernetwork generates rank {self.rank}: "
+                    "set rank to match or use reconstruction_mode='delta'."
+                )
+            loss = reconstruction_l1(raw, hypernet.normalize(target), "factors")
+        else:
+            loss = reconstruction_l1(hypernet.add_residual(hypernet.denormalize(raw)), target, "delta")
+        return loss, {}
+
+    def _step(self, batch: dict[str, Any], stage: str) -> Tensor:
+        fn = self.sft_loss if self.objective == "sft" else self.reconstruction_loss
+        loss, parts = fn(batch)
+        n = len(batch["descriptions"])
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=n)
+        for k, v in parts.items():
+            self.log(f"{stage}/{k}", v, batch_size=n)
+        return loss
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    # ------------------------------------------------------------------ z-score statistics
+    def on_fit_start(self) -> None:
+        """Fit the z-score statistics on the library once (before the first step; restored on resume)."""
+        if not (self.objective == "reconstruction" and self.hparams.zscore) or int(self.zscore_fitted):
+            return
+        self.fit_zscore(self._library())
+
+    def fit_zscore(self, library: LoRABatch) -> None:
+        """Store mean/std of ``library`` (one row per task) in the hypernetwork."""
+        hypernet = self._require_built()
+        hypernet.set_output_stats(align_adapter(library, hypernet.spec).to(self.device))
+        self.zscore_fitted.fill_(1)
+
+    def _library(self) -> LoRABatch:
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        lib = getattr(dm, "library", None)
+        if isinstance(lib, LoRABatch):
+            return lib
+        if dm is None:
+            raise ValueError("zscore=True needs the library: call fit_zscore(library) or train with a LoRA-library DataModule.")
+        seen: dict[str, LoRABatch] = {}
+        for i, batch in enumerate(dm.train_dataloader()):
+            for j, name in enumerate(batch["task_names"]):
+                seen.setdefault(name, batch["target"].select(j))
+            if i >= 512:
+                break
+        if not seen:
+            raise ValueError("The LoRA library is empty: no adapters to fit z-score statistics on.")
+        spec = self._require_built().spec
+        return LoRABatch.cat([align_adapter(v, spec) for v in seen.values()])

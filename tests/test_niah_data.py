@@ -1,0 +1,258 @@
+"""NIAH protocol and NIAHDataModule: lengths, depths, determinism, window multiples, the Doc-to-LoRA batch contract."""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+import pytest
+import torch
+from lora_hyper.data_modules.collate import IGNORE_INDEX
+from lora_hyper.data_modules.niah import (
+    NIAH_QUESTION,
+    NIAHDataModule,
+    extract_number,
+    make_niah_example,
+    niah_examples,
+    resolve_length,
+)
+from lora_hyper.data_modules.niah_protocol import DEPTH_BINS, needle_sentence
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from lora_hyper.testing import make_tiny_tokenizer
+
+    return make_tiny_tokenizer()
+
+
+def n_tok(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+@pytest.mark.parametrize("n_tokens", [32, 77, 256, 1000, 4096])
+def test_example_length_close_to_target_and_measured(tok, n_tokens):
+    for depth in (0.0, 0.33, 0.5, 0.9, 1.0):
+        ex = make_niah_example(tok, n_tokens, depth, random.Random(n_tokens))
+        assert ex.n_tokens == n_tok(tok, ex.context)
+        assert abs(ex.n_tokens - n_tokens) <= 2, (n_tokens, depth, ex.n_tokens)
+        assert ex.question == NIAH_QUESTION
+        assert len(ex.answer) == 4 and ex.answer.isdigit()
+        assert ex.context.count(needle_sentence(int(ex.answer))) == 1
+        assert ex.context.count("magic") == 1
+
+
+def test_needle_sits_at_requested_depth(tok):
+    for depth in (0.0, 0.25, 0.5, 0.75, 1.0):
+        ex = make_niah_example(tok, 2000, depth, random.Random(1))
+        pos = ex.context.index("The special magic number")
+        frac = pos / (len(ex.context) - len(needle_sentence(int(ex.answer))))
+        assert abs(frac - depth) < 0.03, (depth, frac)
+
+
+def test_short_target_gives_needle_alone_and_fixed_number(tok):
+    ex = make_niah_example(tok, 3, 0.5, random.Random(0), number=4321)
+    assert ex.context == "The special magic number is 4321." and ex.answer == "4321"
+    with pytest.raises(ValueError, match="4 digits"):
+        make_niah_example(tok, 64, 0.5, random.Random(0), number=123)
+    with pytest.raises(ValueError, match="depth"):
+        make_niah_example(tok, 64, 1.5, random.Random(0))
+
+
+def test_examples_deterministic_and_depths_balanced(tok):
+    a = niah_examples(tok, 128, 30, seed=3, split="val")
+    b = niah_examples(tok, 128, 30, seed=3, split="val")
+    c = niah_examples(tok, 128, 30, seed=4, split="val")
+    assert a == b
+    assert [e.answer for e in a] != [e.answer for e in c]
+    counts = [0] * DEPTH_BINS
+    for e in a:
+        counts[min(int(e.depth * DEPTH_BINS), DEPTH_BINS - 1)] += 1
+    assert counts == [3] * DEPTH_BINS
+
+
+def test_resolve_length_forms_and_errors():
+    assert resolve_length(256) == 256
+    assert resolve_length("4K") == 4096 and resolve_length("0.5k") == 512
+    assert resolve_length("2x", 8192) == 16384 and resolve_length("0.5x", 256) == 128
+    with pytest.raises(ValueError, match="native window is unknown"):
+        resolve_length("2x")
+    with pytest.raises(ValueError, match="Bad NIAH length"):
+        resolve_length("lots")
+    with pytest.raises(ValueError, match="at least 1"):
+        resolve_length(0)
+
+
+def test_extract_number():
+    assert extract_number("The number is 4821.") == "4821"
+    assert extract_number("12345 then 0042") == "0042"
+    assert extract_number("no digits, 12 or 123") is None
+
+
+# ------------------------------------------------------------------ the DataModule
+
+
+def make_dm(tiny_llama_dir, **kw) -> NIAHDataModule:
+    defaults = {
+        "val_samples_per_bin": 4,
+        "test_samples_per_bin": 3,
+        "val_bins": [64, "1x"],
+        "test_bins": ["0.5x"],
+    }
+    dm = NIAHDataModule(str(tiny_llama_dir), **(defaults | kw))
+    dm.setup("fit")
+    return dm
+
+
+def assert_left_padded(mask: torch.Tensor) -> None:
+    assert bool((mask[:, -1] == 1).all()), "last position must be real in every row"
+    assert bool((mask[:, 1:] >= mask[:, :-1]).all()), "padding must be on the left"
+
+
+def test_native_window_multiples(tiny_llama_dir):
+    dm = make_dm(tiny_llama_dir)
+    assert dm.native_window == 256  # the tiny Llama's max_position_embeddings
+    assert dm.bin_lengths("val") == [64, 256] and dm.bin_lengths("test") == [128]
+    items = dm.eval_items("val")
+    assert len(items) == 8
+    for item in items:
+        assert abs(item.meta["n_tokens"] - item.meta["bin"]) <= 2
+
+
+def test_train_batch_contract(tiny_llama_dir):
+    dm = make_dm(tiny_llama_dir, batch_size=3, max_chunks=4, questions_per_doc=2, with_teacher=True)
+    tok = dm.tokenizer
+    batch = next(iter(dm.train_dataloader()))
+    items = [dm.train_dataset()[i] for i in range(3)]
+    assert batch["doc_ids"] == [it.doc_id for it in items]
+    n_chunks = [it.n_chunks for it in items]
+    assert batch["ctx_doc_index"].tolist() == [d for d, k in enumerate(n_chunks) for _ in range(k)]
+    assert batch["qa_doc_index"].tolist() == [0, 0, 1, 1, 2, 2]
+    for prefix in ("ctx_", "", "teacher_"):
+        ids, mask = batch[f"{prefix}input_ids"], batch[f"{prefix}attention_mask"]
+        assert ids.shape == mask.shape and ids.dtype == torch.long
+        assert_left_padded(mask)
+    assert batch["input_ids"].shape[0] == batch["teacher_input_ids"].shape[0] == 6
+    for r in range(6):
+        item = items[r // 2]
+        labels, t_labels = batch["labels"][r], batch["teacher_labels"][r]
+        answer = labels[labels != IGNORE_INDEX].tolist()
+        assert answer == t_labels[t_labels != IGNORE_INDEX].tolist()
+        assert tok.decode(answer) == item.qas[r % 2][1] + tok.eos_token
+        # the answer is the tail of the row; the prompt before it never carries labels
+        assert batch["labels"][r, -len(answer) :].tolist() == answer
+        student = tok.decode(batch["input_ids"][r][batch["attention_mask"][r].bool()])
+        teacher = tok.decode(batch["teacher_input_ids"][r][batch["teacher_attention_mask"][r].bool()])
+        assert item.context not in student and "magic number is" not in student
+        assert item.context in teacher
+    assert items[0].qas[0][0] == NIAH_QUESTION and items[0].qas[1][0] != NIAH_QUESTION
+    # chunks: each doc's real chunk tokens hold its context in order
+    ctx_text = tok.decode(batch["ctx_input_ids"][batch["ctx_doc_index"] == 0][0])
+    assert "user" in ctx_text
+
+
+def test_chunk_sampling_respects_bounds(tiny_llama_dir):
+    dm = make_dm(tiny_llama_dir, max_chunks=4, min_chunk_tokens=25)
+    ds = dm.train_dataset()
+    ks = []
+    for i in range(80):
+        it = ds[i]
+        assert 32 <= it.meta["n_tokens"] <= 258
+        assert 1 <= it.n_chunks <= min(4, max(1, it.meta["n_tokens"] // 25))
+        ks.append(it.n_chunks)
+    assert set(ks) == {1, 2, 3, 4}
+    single = make_dm(tiny_llama_dir).train_dataset()
+    assert {single[i].n_chunks for i in range(20)} == {1}
+
+
+def test_train_depths_balanced_and_lengths_spread(tiny_llama_dir):
+    ds = make_dm(tiny_llama_dir).train_dataset()
+    depths = [ds[i].meta["depth"] for i in range(50)]
+    assert sorted(min(int(d * 10), 9) for d in depths) == sorted(list(range(10)) * 5)
+    lengths = [ds[i].meta["n_tokens"] for i in range(50)]
+    assert min(lengths) < 100 and max(lengths) > 190
+
+
+def test_needle_only_curriculum(tiny_llama_dir):
+    all_needle = make_dm(tiny_llama_dir, needle_only_prob=1.0).train_dataset()
+    for i in range(10):
+        it = all_needle[i]
+        assert it.context == needle_sentence(int(it.qas[0][1])) and it.meta["needle_only"]
+    none = make_dm(tiny_llama_dir, needle_only_prob=0.0).train_dataset()
+    assert not any(none[i].meta["needle_only"] for i in range(30))
+    half = make_dm(tiny_llama_dir, needle_only_prob=0.5).train_dataset()
+    frac = sum(half[i].meta["needle_only"] for i in range(200)) / 200
+    assert 0.35 < frac < 0.65
+
+
+def test_deterministic_by_seed(tiny_llama_dir):
+    b1 = next(iter(make_dm(tiny_llama_dir, seed=7).train_dataloader()))
+    b2 = next(iter(make_dm(tiny_llama_dir, seed=7).train_dataloader()))
+    b3 = next(iter(make_dm(tiny_llama_dir, seed=8).train_dataloader()))
+    assert torch.equal(b1["ctx_input_ids"], b2["ctx_input_ids"]) and torch.equal(b1["labels"], b2["labels"])
+    assert not torch.equal(b1["labels"], b3["labels"]) or not torch.equal(
+        b1["ctx_input_ids"], b3["ctx_input_ids"]
+    )
+    v1 = make_dm(tiny_llama_dir, seed=7).eval_items("val")
+    v2 = make_dm(tiny_llama_dir, seed=7).eval_items("val")
+    assert [v.context for v in v1] == [v.context for v in v2]
+
+
+def test_resume_continues_the_stream(tiny_llama_dir):
+    fresh = make_dm(tiny_llama_dir, batch_size=4)
+    batches = iter(fresh.train_dataloader())
+    next(batches), next(batches)
+    third = next(batches)
+    resumed = make_dm(tiny_llama_dir, batch_size=4)
+    resumed.load_state_dict({"samples_seen": 8})
+    first = next(iter(resumed.train_dataloader()))
+    assert first["doc_ids"] == third["doc_ids"] and torch.equal(
+        first["ctx_input_ids"], third["ctx_input_ids"]
+    )
+    fresh.trainer = SimpleNamespace(global_step=5, accumulate_grad_batches=2, world_size=2)
+    assert fresh.state_dict()["samples_seen"] == 5 * 4 * 2 * 2
+
+
+def test_eval_loaders_use_fixed_chunks_and_no_teacher(tiny_llama_dir):
+    dm = make_dm(tiny_llama_dir, eval_chunk_length=32, with_teacher=True, batch_size=4)
+    batches = list(dm.val_dataloader())
+    assert sum(len(b["doc_ids"]) for b in batches) == 8
+    last = batches[-1]  # four 256-token haystacks -> 8 chunks of 32 tokens each (+ wrap)
+    counts = torch.bincount(last["ctx_doc_index"]).tolist()
+    assert all(c in (8, 9) for c in counts), counts
+    assert "teacher_input_ids" not in last
+    assert len(list(dm.test_dataloader())) == 1
+    assert make_dm(tiny_llama_dir, val_bins=[]).val_dataloader() == []
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="train_lengths"):
+        NIAHDataModule("x", train_lengths=(300, 100))
+    with pytest.raises(ValueError, match="questions_per_doc"):
+        NIAHDataModule("x", questions_per_doc=9)
+    with pytest.raises(ValueError, match="needle_only_prob"):
+        NIAHDataModule("x", needle_only_prob=2.0)
+    with pytest.raises(RuntimeError, match="setup"):
+        NIAHDataModule("x").train_dataset()
+
+
+def test_smollm2_tokenizer_lengths_and_sample_document():
+    from lora_hyper.assets import SAMPLE_DOCUMENT_ANSWER, SAMPLE_DOCUMENT_TOKENS, sample_document_path
+    from lora_hyper.base_model import load_tokenizer
+
+    smol = load_tokenizer("smollm2-135m-instruct")
+    for n in (32, 256, 8192):
+        ex = make_niah_example(smol, n, 0.5, random.Random(n))
+        assert abs(ex.n_tokens - n) <= 2 and ex.n_tokens == n_tok(smol, ex.context)
+    text = sample_document_path().read_text(encoding="utf-8")
+    assert n_tok(smol, text.strip()) == SAMPLE_DOCUMENT_TOKENS
+    assert extract_number(text[text.index("magic number") :]) == SAMPLE_DOCUMENT_ANSWER
+    assert text.count("magic") == 1
+
+
+def test_worker_processes_give_the_same_batches(tiny_llama_dir):
+    ref = list(make_dm(tiny_llama_dir, train_samples=8, max_chunks=3).train_dataloader())
+    par = list(make_dm(tiny_llama_dir, train_samples=8, max_chunks=3, num_workers=2).train_dataloader())
+    assert len(ref) == len(par) == 2
+    for a, b in zip(ref, par):
+        assert a["doc_ids"] == b["doc_ids"] and torch.equal(a["ctx_input_ids"], b["ctx_input_ids"])

@@ -1,0 +1,355 @@
+"""Text-to-LoRA model side: hypernet init/shapes/independence, SFT and reconstruction training, save/load, finetune."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+from conftest import random_lora
+
+from lora_hyper.data_modules.collate import collate_lm, lm_example
+from lora_hyper.hypernets.t2l import T2LHypernetConfig, TextToLoRAHypernet, lora_a_init
+from lora_hyper.lora import LoRABatch, LoRASpec, load_peft, save_peft
+from lora_hyper.losses import reconstruction_l1
+from lora_hyper.modules.finetune import LoRAFinetuneModule
+from lora_hyper.modules.t2l import TextToLoRAModule
+from lora_hyper.text_to_lora import TextToLoRA
+
+TASKS = {
+    "say_yes": (["Answer yes", "Always reply with yes", "Say yes to everything"], "yes"),
+    "say_no": (["Answer no", "Always reply with no", "Say no to everything"], "no"),
+    "say_green": (["Answer green", "Always reply with green", "Say green to everything"], "green"),
+}
+PROMPTS = ["The sky is blue.", "Sort the list.", "Count the letters.", "Here we go.", "What is 42?", "a b c"]
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory):
+    from lora_hyper.testing import save_tiny_text_encoder
+
+    return save_tiny_text_encoder(tmp_path_factory.mktemp("tiny_encoder"))
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    """A tiny Llama whose output head is scaled up: random init (std 0.02) cannot express confident tokens."""
+    from lora_hyper.testing import make_tiny_llama
+
+    model, tok = make_tiny_llama()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(25.0)
+    directory = tmp_path_factory.mktemp("llama")
+    model.save_pretrained(str(directory))
+    tok.save_pretrained(str(directory))
+    return directory
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORA_HYPER_CACHE", str(tmp_path / "cache"))
+
+
+def _spec(model, targets=("q_proj", "v_proj"), rank=4):
+    return LoRASpec(list(targets), rank, scale=2.0).discover(model)
+
+
+def _hypernet(spec, head_size, **kw):
+    cfg = T2LHypernetConfig(spec=spec.to_dict(), emb_dim=16, latent=32, head_in=24, head_size=head_size, **kw)
+    return TextToLoRAHypernet(cfg)
+
+
+def _perturb(hypernet, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in hypernet.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return hypernet
+
+
+@pytest.mark.parametrize("head_size", ["L", "M", "S"])
+def test_init_is_a_fresh_lora(tiny_llama, head_size):
+    spec = _spec(tiny_llama[0])
+    lora = _hypernet(spec, head_size)(torch.randn(3, 16))
+    gen = torch.Generator().manual_seed(0)
+    for m in spec.target_modules:
+        expected_a = lora_a_init(spec.rank, spec.shapes[m][0], gen)  # the bias init, same in every layer and sample
+        assert torch.equal(lora.B[m], torch.zeros_like(lora.B[m]))
+        assert torch.equal(lora.delta(m), torch.zeros_like(lora.delta(m)))
+        assert torch.equal(lora.A[m], expected_a.expand_as(lora.A[m]))
+        bound = 1 / spec.shapes[m][0] ** 0.5
+        assert lora.A[m].abs().max() <= bound and lora.A[m].abs().max() > 0.5 * bound
+    assert lora.scale == 2.0
+
+
+@pytest.mark.parametrize("head_size", ["L", "M", "S"])
+def test_shapes_match_spec(tiny_llama, head_size):
+    spec = _spec(tiny_llama[0], ("q_proj", "v_proj", "down_proj"), rank=3)
+    lora = _hypernet(spec, head_size)(torch.randn(5, 16))
+    for m in spec.target_modules:
+        d_in, d_out = spec.shapes[m]
+        assert lora.A[m].shape == (5, spec.n_layers, 3, d_in)
+        assert lora.B[m].shape == (5, spec.n_layers, d_out, 3)
+    assert lora.spec.target_modules == ["q_proj", "v_proj", "down_proj"]
+
+
+@pytest.mark.parametrize("head_size", ["L", "M", "S"])
+def test_per_sample_independence(tiny_llama, head_size):
+    spec = _spec(tiny_llama[0])
+    hypernet = _perturb(_hypernet(spec, head_size)).eval()
+    emb = torch.randn(3, 16)
+    batch = hypernet(emb)
+    changed = emb.clone()
+    changed[2] += 1.0
+    other = hypernet(changed)
+    for i in range(3):
+        single = hypernet(emb[i : i + 1])
+        for m in spec.target_modules:
+            torch.testing.assert_close(batch.A[m][i], single.A[m][0], atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(batch.B[m][i], single.B[m][0], atol=1e-6, rtol=1e-5)
+    for m in spec.target_modules:
+        assert torch.equal(other.A[m][:2], batch.A[m][:2]) and torch.equal(other.B[m][:2], batch.B[m][:2])
+        assert not torch.allclose(other.B[m][2], batch.B[m][2])
+        assert not torch.allclose(batch.B[m][0], batch.B[m][1])  # different tasks, different adapters
+
+
+def test_bad_config_and_module_errors(tiny_llama):
+    spec = _spec(tiny_llama[0])
+    with pytest.raises(ValueError, match="Unknown head size 'XL'"):
+        _hypernet(spec, "XL")
+    with pytest.raises(ValueError, match="Unknown module type 'k_proj'"):
+        _hypernet(spec, "L").generate_module(torch.randn(1, 16), "k_proj")
+    with pytest.raises(ValueError, match=r"task_embeddings must be \[batch, 16\]"):
+        _hypernet(spec, "L")(torch.randn(2, 7))
+    with pytest.raises(ValueError, match="Unknown objective"):
+        TextToLoRAModule(objective="rl")
+
+
+def test_zscore_roundtrip_and_residual(tiny_llama):
+    spec = _spec(tiny_llama[0])
+    hypernet = _hypernet(spec, "M", output_zscore=True, residual_rank=2)
+    library = random_lora(spec, 4, seed=1)
+    hypernet.set_output_stats(library)
+    back = hypernet.denormalize(hypernet.normalize(library))
+    for m in spec.target_modules:
+        torch.testing.assert_close(back.A[m], library.A[m], atol=1e-5, rtol=1e-5)
+        assert hypernet.normalize(library).A[m].mean(0).abs().max() < 1e-5
+    residual = random_lora(spec, 1, rank=2, seed=2)
+    residual.scale = 0.5
+    hypernet.set_residual(residual)
+    lora = hypernet(torch.randn(2, 16))
+    raw = hypernet.denormalize(hypernet.raw(torch.randn(2, 16)))
+    assert lora.ranks == {"q_proj": 6, "v_proj": 6}
+    assert raw.ranks == {"q_proj": 4, "v_proj": 4}
+    # Generated part (B = B-mean of the library at init, since head weights are zero) + residual delta.
+    for m in spec.target_modules:
+        expected = raw.delta(m)[0] + residual.delta(m)[0]
+        torch.testing.assert_close(lora.delta(m)[0], expected, atol=1e-5, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------ training
+def _t2l_batch(tokenizer, rng, rows=6):
+    names = list(TASKS)
+    examples, descriptions, task_names = [], [], []
+    for i in range(rows):
+        name = names[i % len(names)]
+        descs, answer = TASKS[name]
+        examples.append(lm_example(tokenizer, rng.choice(PROMPTS), answer))
+        descriptions.append(rng.choice(descs))
+        task_names.append(name)
+    batch = collate_lm(examples, tokenizer.pad_token_id)
+    batch.update(
+        descriptions=descriptions,
+        task_names=task_names,
+        task_index=torch.tensor([sorted(TASKS).index(n) for n in task_names]),
+    )
+    return batch
+
+
+def _module(llama_dir, encoder_dir, **kw):
+    args = dict(
+        base_model=str(llama_dir),
+        rank=4,
+        alpha=8.0,
+        latent=32,
+        head_in=32,
+        dropout=0.0,
+        task_encoder=str(encoder_dir),
+        attn_implementation="sdpa",
+        lr=3e-3,
+    )
+    args.update(kw)
+    module = TextToLoRAModule(**args)
+    module.configure_model()
+    return module
+
+
+def _train(module, loss_fn, batches, steps, lr):
+    opt = torch.optim.AdamW(module.trainable_parameters(), lr=lr)
+    losses = []
+    for step in range(steps):
+        loss, _ = loss_fn(batches[step % len(batches)])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.fixture(scope="module")
+def trained_sft(llama_dir, encoder_dir, tmp_path_factory):
+    import os
+
+    os.environ["LORA_HYPER_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    torch.manual_seed(0)
+    module = _module(llama_dir, encoder_dir, label_smoothing=0.0, l2_weight=1e-3)
+    rng = random.Random(0)
+    batches = [_t2l_batch(module.tokenizer, rng) for _ in range(8)]
+    module.train()
+    with torch.no_grad():
+        before = torch.stack([module.sft_loss(b)[0] for b in batches]).mean().item()
+    _train(module, module.sft_loss, batches, steps=60, lr=3e-3)
+    module.eval()
+    with torch.no_grad():
+        after = torch.stack([module.sft_loss(b)[0] for b in batches]).mean().item()
+    return module, before, after
+
+
+def test_sft_cuts_loss_by_half_and_follows_descriptions(trained_sft):
+    module, before, after = trained_sft
+    assert after < 0.5 * before, (before, after)
+    assert after < 0.5  # well below what one description-blind adapter can reach
+    descs = ["Answer yes", "Answer no", "Answer green"]
+    adapters = module.generate_lora(descs)
+    assert adapters.batch_size == 3 and adapters.scale == pytest.approx(8.0 / 2.0)
+    answers = module.generate(["The sky is blue."] * 3, adapters, max_new_tokens=3)
+    assert answers == ["yes", "no", "green"]
+    # consecutive groups: 2 prompts per adapter
+    answers = module.generate(["a b c", "Here we go."] * 3, adapters, max_new_tokens=3)
+    assert answers == ["yes", "yes", "no", "no", "green", "green"]
+
+
+def test_save_load_identical_adapters(trained_sft, tmp_path):
+    module, _, _ = trained_sft
+    descs = ["Answer yes", "Say green to everything.", "Something unseen"]
+    expected = module.generate_lora(descs)
+    TextToLoRA.from_module(module).save_pretrained(tmp_path / "t2l")
+    loaded = TextToLoRA.from_pretrained(tmp_path / "t2l")
+    assert loaded.base_model is None  # generation does not load the base model
+    got = loaded.generate_lora(descs)
+    for m in expected.spec.target_modules:
+        assert torch.equal(got.A[m], expected.A[m]) and torch.equal(got.B[m], expected.B[m])
+    assert got.spec.to_dict() == expected.spec.to_dict() and got.scale == expected.scale
+    with pytest.raises(ValueError, match="Description list is empty"):
+        loaded.generate_lora([])
+    with pytest.raises(ValueError, match="Empty task description"):
+        loaded.generate_lora(["  "])
+    # strict loading: an unexpected tensor is an error
+    from safetensors.torch import load_file, save_file
+
+    weights = tmp_path / "t2l" / "t2l_model.safetensors"
+    state = load_file(str(weights))
+    state["extra.weight"] = torch.zeros(1)
+    save_file(state, str(weights))
+    with pytest.raises(ValueError, match=r"unexpected=\['extra.weight'\]"):
+        TextToLoRA.from_pretrained(tmp_path / "t2l")
+    del state["extra.weight"], state[next(iter(state))]
+    save_file(state, str(weights))
+    with pytest.raises(ValueError, match="missing="):
+        TextToLoRA.from_pretrained(tmp_path / "t2l")
+
+
+def test_reconstruction_cuts_loss_by_90_percent(tiny_llama, llama_dir, encoder_dir, tmp_path):
+    torch.manual_seed(0)
+    module = _module(llama_dir, encoder_dir, objective="reconstruction", head_size="M")
+    assert module.base_model is None  # reconstruction reads layer shapes only
+    spec = LoRASpec(["q_proj", "v_proj"], 4, scale=1.0).discover(tiny_llama[0])
+    library = random_lora(spec, 3, seed=5, std=0.1)
+    names = list(TASKS)
+    batches = []
+    for i in range(3):
+        rows = [(i + k) % 3 for k in range(2)]
+        batches.append(
+            {
+                "descriptions": [TASKS[names[r]][0][i % 3] for r in rows],
+                "task_names": [names[r] for r in rows],
+                "target": library.select(rows),
+            }
+        )
+    module.train()
+    losses = _train(module, module.reconstruction_loss, batches, steps=150, lr=3e-3)
+    first = sum(losses[:3]) / 3
+    last = sum(losses[-3:]) / 3
+    assert last < 0.1 * first, (first, last)
+    # The generated adapter reproduces the library delta at the library's own scale.
+    got = module.generate_lora([TASKS["say_no"][0][0]])
+    err = reconstruction_l1(got, LoRABatch(spec, *_scaled(library.select(1), module.spec.scale)), "delta")
+    assert err < 0.1 * library.select(1).delta("q_proj").abs().mean()
+
+
+def _scaled(lora, scale):
+    return dict(lora.A), {m: b * (lora.scale / scale) for m, b in lora.B.items()}, scale
+
+
+def test_zscore_module_fits_stats_and_saves_them(llama_dir, encoder_dir, tiny_llama, tmp_path):
+    module = _module(llama_dir, encoder_dir, objective="reconstruction", zscore=True)
+    spec = LoRASpec(["q_proj", "v_proj"], 4, scale=1.0).discover(tiny_llama[0])
+    library = random_lora(spec, 3, seed=7)
+    module.fit_zscore(library)
+    assert int(module.zscore_fitted) == 1
+    TextToLoRA.from_module(module).save_pretrained(tmp_path / "z")
+    loaded = TextToLoRA.from_pretrained(tmp_path / "z")
+    mean_a = loaded.hypernet.get_buffer("zA_mean_q_proj")
+    torch.testing.assert_close(mean_a, library.A["q_proj"].mean(0))
+
+
+def test_residual_adapter_starts_at_the_residual(tiny_llama, llama_dir, encoder_dir, tmp_path):
+    spec = LoRASpec(["q_proj", "v_proj"], 2, scale=2.0).discover(tiny_llama[0])
+    residual = random_lora(spec, 1, seed=3)
+    save_peft(residual, 0, tmp_path / "multitask")
+    module = _module(llama_dir, encoder_dir, residual_adapter=str(tmp_path / "multitask"))
+    lora = module.generate_lora(["Answer yes", "Answer no"])
+    assert lora.ranks == {"q_proj": 6, "v_proj": 6}
+    for m in spec.target_modules:
+        torch.testing.assert_close(lora.delta(m)[1], residual.delta(m)[0], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="reconstruction_mode='delta'"):
+        TextToLoRAModule(objective="reconstruction", residual_adapter=str(tmp_path / "multitask"))
+
+
+# ------------------------------------------------------------------------------------------ plain LoRA finetune
+@pytest.mark.parametrize("mode", ["per_task", "multitask"])
+def test_finetune_library(llama_dir, tmp_path, mode):
+    torch.manual_seed(0)
+    module = LoRAFinetuneModule(
+        base_model=str(llama_dir), rank=4, mode=mode, tasks=sorted(TASKS), attn_implementation="sdpa"
+    )
+    module.configure_model()
+    module.descriptions = {n: d for n, (d, _) in TASKS.items()}
+    rng = random.Random(1)
+    batches = [_t2l_batch(module.tokenizer, rng) for _ in range(4)]
+    at_init = module.lora
+    assert torch.equal(at_init.delta("q_proj"), torch.zeros_like(at_init.delta("q_proj")))
+
+    def loss_fn(batch):
+        return module._step(batch, "train"), {}
+
+    losses = _train(module, loss_fn, batches, steps=25, lr=1e-2)
+    assert losses[-1] < 0.5 * losses[0]
+    written = module.export_library(tmp_path / "lib")
+    if mode == "multitask":
+        assert written == [tmp_path / "lib"]
+        loaded = load_peft(tmp_path / "lib")
+        torch.testing.assert_close(loaded.delta("q_proj")[0], module.lora.delta("q_proj")[0].detach())
+        return
+    assert sorted(p.name for p in written) == sorted(TASKS)
+    assert module.trained_tasks == [0, 1, 2]
+    index = json.loads((tmp_path / "lib" / "descriptions.json").read_text())
+    assert index["say_no"] == TASKS["say_no"][0]
+    for i, name in enumerate(sorted(TASKS)):
+        loaded = load_peft(tmp_path / "lib" / name)
+        assert json.loads((tmp_path / "lib" / name / "descriptions.json").read_text()) == TASKS[name][0]
+        torch.testing.assert_close(loaded.delta("v_proj")[0], module.lora.delta("v_proj")[i].detach())
+    bad = dict(batches[0], task_names=["say_no"] * len(batches[0]["task_names"]))
+    with pytest.raises(ValueError, match="does not name task"):
+        module._step(bad, "train")

@@ -156,7 +156,8 @@ class DocumentQADataModule(L.LightningDataModule):
         max_chunks: when > 1, training cuts each context into K chunks, K uniform in ``1..max_chunks``.
         min_chunk_tokens: smallest training chunk; caps K for short contexts.
         eval_chunk_length: chunk length for validation and test (default: ``chunk_length``).
-        with_teacher: add ``teacher_*`` rows (document in the prompt) to training batches for distillation.
+        with_teacher: add ``teacher_*`` rows (document in the prompt) to training and validation batches, for
+            the distill objective (test batches never carry them).
         shuffle: shuffle training documents (seeded).
         seed: seed of the shuffle and of question/chunk sampling.
         num_workers: DataLoader worker processes.
@@ -256,7 +257,7 @@ class DocumentQADataModule(L.LightningDataModule):
         collator = DocQACollator(
             self.tokenizer,
             self.chunk_length if train else self.eval_chunk_length,
-            self.with_teacher and train,
+            self.with_teacher and split != "test",
         )
         return DataLoader(
             self.split_dataset(split),

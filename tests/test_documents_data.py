@@ -108,7 +108,14 @@ def test_questions_per_doc_and_deterministic_shuffle(tiny_llama_dir):
 
 
 def test_fixed_and_random_chunking(tiny_llama_dir):
-    dm = make_dm(tiny_llama_dir, chunk_length=8, shuffle=False, val_files=str(DATA), eval_chunk_length=1000)
+    dm = make_dm(
+        tiny_llama_dir,
+        chunk_length=8,
+        shuffle=False,
+        val_files=str(DATA),
+        test_files=str(DATA),
+        eval_chunk_length=1000,
+    )
     tok = dm.tokenizer
     batch = next(iter(dm.train_dataloader()))
     expected = [
@@ -117,6 +124,9 @@ def test_fixed_and_random_chunking(tiny_llama_dir):
     assert torch.bincount(batch["ctx_doc_index"]).tolist() == expected
     val = next(iter(dm.val_dataloader()))
     assert val["ctx_doc_index"].tolist() == [0, 1, 2] and "teacher_input_ids" not in val
+    teach = make_dm(tiny_llama_dir, with_teacher=True, val_files=str(DATA), test_files=str(DATA))
+    assert next(iter(teach.val_dataloader()))["teacher_labels"].shape[0] == 6
+    assert "teacher_input_ids" not in next(iter(teach.test_dataloader()))
     rnd = make_dm(tiny_llama_dir, max_chunks=3, min_chunk_tokens=2)
     ks = {rnd.split_dataset("train")[i].n_chunks for i in range(3)}
     assert ks <= {1, 2, 3} and all(k is not None for k in ks)

@@ -38,6 +38,20 @@ def _lora_hook(a: Tensor, b: Tensor, scale: float, adapter_index: Tensor | None)
     return hook
 
 
+_WRAPPER_PARTS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
+
+
+def unwrapped_named_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """``named_modules`` with FSDP1 / activation-checkpoint / compile wrapper names removed (specs use plain names)."""
+    out: dict[str, nn.Module] = {}
+    for name, module in model.named_modules():
+        plain = name
+        for part in _WRAPPER_PARTS:
+            plain = plain.replace(part, "")
+        out.setdefault(plain, module)
+    return out
+
+
 @contextmanager
 def apply_lora(model: nn.Module, lora: LoRABatch, adapter_index: Tensor | None = None) -> Iterator[nn.Module]:
     """Add ``lora``'s per-sample deltas to ``model``'s target modules inside the ``with`` block.
@@ -49,7 +63,7 @@ def apply_lora(model: nn.Module, lora: LoRABatch, adapter_index: Tensor | None =
     exactly as before.
     """
     spec = lora.spec
-    modules = dict(model.named_modules())
+    modules = unwrapped_named_modules(model)
     handles = []
     try:
         for m in spec.target_modules:

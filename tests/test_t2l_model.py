@@ -283,7 +283,7 @@ def test_reconstruction_cuts_loss_by_90_percent(tiny_llama, llama_dir, encoder_d
     module.train()
     with torch.no_grad():
         first = sum(module.reconstruction_loss(b)[0].item() for b in batches) / 3
-    _train(module, module.reconstruction_loss, batches, steps=120, lr=5e-3)
+    _train(module, module.reconstruction_loss, batches, steps=200, lr=1e-2)
     with torch.no_grad():
         last = sum(module.reconstruction_loss(b)[0].item() for b in batches) / 3
     assert last < 0.1 * first, (first, last)

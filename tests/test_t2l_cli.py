@@ -1,0 +1,136 @@
+"""``lora-hyper generate``: PEFT dirs that PeftModel loads with the framework's own logits; bad input; recipes parse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lora_hyper.commands import generate
+from lora_hyper.lora import apply_lora
+from lora_hyper.modules.t2l import TextToLoRAModule
+from lora_hyper.text_to_lora import TextToLoRA
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes" / "t2l").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def t2l_dir(tiny_llama_dir, tmp_path_factory):
+    """A saved Text-to-LoRA model with perturbed heads (so adapters are not zero)."""
+    import os
+
+    from lora_hyper.testing import save_tiny_text_encoder
+
+    os.environ["LORA_HYPER_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    encoder = save_tiny_text_encoder(tmp_path_factory.mktemp("encoder"))
+    module = TextToLoRAModule(
+        base_model=str(tiny_llama_dir),
+        targets=["q_proj", "v_proj", "down_proj"],
+        rank=4,
+        latent=32,
+        head_in=32,
+        head_size="S",
+        task_encoder=str(encoder),
+        attn_implementation="sdpa",
+    )
+    module.configure_model()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in module.hypernet.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return TextToLoRA.from_module(module).save_pretrained(tmp_path_factory.mktemp("models") / "t2l")
+
+
+def test_generate_writes_peft_dir_matching_injection(t2l_dir, tiny_llama_dir, tiny_llama, tmp_path, capsys):
+    from peft import PeftModel
+
+    from lora_hyper.base_model import load_base_model
+
+    out = tmp_path / "adapter"
+    rc = generate.main(["--model", str(t2l_dir), "--task", "Reverse the words of the text", "--out", str(out)])
+    assert rc == 0 and (out / "adapter_config.json").exists()
+    assert str(out) in capsys.readouterr().out
+    model, tok = tiny_llama
+    t2l = TextToLoRA.from_pretrained(t2l_dir)
+    lora = t2l.generate_lora("Reverse the words of the text")
+    assert lora.delta("v_proj").abs().max() > 1e-3
+    enc = tok(["The sky is blue.", "Sort the list 1 2 3"], return_tensors="pt", padding=True)
+    with torch.no_grad(), apply_lora(model, lora):
+        ours = model(**enc).logits
+        peft_model = PeftModel.from_pretrained(load_base_model(str(tiny_llama_dir), "sdpa")[0], str(out)).eval()
+        theirs = peft_model(**enc).logits
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        plain = model(**enc).logits
+    assert (plain - ours).abs().max() > 1e-3
+
+
+def test_generate_task_file_writes_one_adapter_per_line(t2l_dir, tmp_path):
+    from lora_hyper.lora import load_peft
+
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("Sort the list.\n\nUppercase the text\nCount the letters!\n", encoding="utf-8")
+    rc = generate.main(["--model", str(t2l_dir), "--task-file", str(tasks), "--out", str(tmp_path / "out")])
+    assert rc == 0
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["1_sort-the-list", "3_uppercase-the-text", "4_count-the-letters"]
+    expected = TextToLoRA.from_pretrained(t2l_dir).generate_lora(["Sort the list.", "Uppercase the text"])
+    got = load_peft(tmp_path / "out" / "3_uppercase-the-text")
+    torch.testing.assert_close(got.delta("q_proj")[0], expected.delta("q_proj")[1], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task", "   "], "--task is empty"),
+        (["--task-file", "EMPTY"], "is empty or whitespace only"),
+        (["--task-file", "MISSING"], "task file not found"),
+    ],
+)
+def test_generate_bad_input_one_line_exit_2(t2l_dir, tmp_path, capsys, args, message):
+    (tmp_path / "EMPTY").write_text("\n  \n")
+    args = [str(tmp_path / a) if a in ("EMPTY", "MISSING") else a for a in args]
+    rc = generate.main(["--model", str(t2l_dir), *args, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_generate_missing_model_dir(tmp_path, capsys):
+    rc = generate.main(["--model", str(tmp_path / "nope"), "--task", "Sort", "--out", str(tmp_path / "o")])
+    assert rc == 2 and "model directory not found" in capsys.readouterr().err
+
+
+def test_t2l_recipes_exist():
+    assert {p.name for p in RECIPES} >= {
+        "sft_smollm2_builtin.yaml",
+        "recon_smollm2_builtin.yaml",
+        "oracle_loras_smollm2_builtin.yaml",
+        "sft_mistral7b_sni.yaml",
+        "sft_gemma2_2b_sni.yaml",
+    }
+    for path in RECIPES:
+        assert path.read_text().startswith("#"), f"{path.name} must start with a launch comment"
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_t2l_recipe_print_config(recipe, capsys):
+    import yaml
+
+    from lora_hyper.cli import main
+
+    data_class = yaml.safe_load(recipe.read_text())["data"]["class_path"]
+    module_name, _, cls = data_class.rpartition(".")
+    try:
+        getattr(__import__(module_name, fromlist=[cls]), cls)
+    except (ImportError, AttributeError):
+        pytest.skip(f"{data_class} is not available yet")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(recipe), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    model_args = printed["model"]["init_args"]
+    assert printed["data"]["init_args"]["base_model"] == model_args["base_model"]
+    assert printed["trainer"]["max_steps"] > 0

@@ -62,7 +62,9 @@ class ContextEncoder(nn.Module):
             out = n_out_layers or self.depth
             self.n_layers = out
             # Input of encoder layer j for j in an even spread over 0..depth-1.
-            self.layer_ids = [round(i * (self.depth - 1) / max(out - 1, 1)) for i in range(out)] if out > 1 else [0]
+            self.layer_ids = (
+                [round(i * (self.depth - 1) / max(out - 1, 1)) for i in range(out)] if out > 1 else [0]
+            )
         config = getattr(model, "config", None)
         cfg = getattr(config, "text_config", None) or config
         self.hidden_size = int(cfg.hidden_size)

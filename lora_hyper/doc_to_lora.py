@@ -23,7 +23,9 @@ from lora_hyper.lora import LoRABatch, LoRASpec, apply_lora, atomic_directory_wr
 FORMAT = "lora-hyper/doc-to-lora"
 CONFIG_NAME = "doc_to_lora.json"
 WEIGHTS_NAME = "hypernet.safetensors"
-CHUNK_MARGIN = 128  # tokens left for the chat wrapping of a chunk when the chunk length defaults to the window
+CHUNK_MARGIN = (
+    128  # tokens left for the chat wrapping of a chunk when the chunk length defaults to the window
+)
 
 
 @contextlib.contextmanager
@@ -218,7 +220,9 @@ class DocToLoRA:
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``doc_to_lora.json`` + ``hypernet.safetensors`` atomically."""
         with unsharded(self.hypernet):
-            state = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.hypernet.state_dict().items()}
+            state = {
+                k: v.detach().to("cpu").contiguous().clone() for k, v in self.hypernet.state_dict().items()
+            }
         config = json.dumps(self.config_dict(), indent=2, sort_keys=True)
 
         def write(tmp: Path) -> None:
@@ -235,7 +239,9 @@ class DocToLoRA:
             raise FileNotFoundError(f"Doc-to-LoRA model directory not found: {path}")
         cfg_path = path / CONFIG_NAME
         if not cfg_path.is_file() or not (path / WEIGHTS_NAME).is_file():
-            raise FileNotFoundError(f"{path} is not a Doc-to-LoRA model directory ({CONFIG_NAME} or {WEIGHTS_NAME} missing).")
+            raise FileNotFoundError(
+                f"{path} is not a Doc-to-LoRA model directory ({CONFIG_NAME} or {WEIGHTS_NAME} missing)."
+            )
         cfg = json.loads(cfg_path.read_text())
         if cfg.get("format") != FORMAT:
             raise ValueError(f"{path} holds {cfg.get('format')!r}, not a Doc-to-LoRA model ({FORMAT}).")
@@ -289,5 +295,12 @@ class DocToLoRA:
         param = next(model.parameters())
         hypernet.to(device=param.device)
         return cls(
-            model, tokenizer, encoder, hypernet, saved_name, enc.get("model"), cfg.get("chunk_length"), cfg.get("rank_budget")
+            model,
+            tokenizer,
+            encoder,
+            hypernet,
+            saved_name,
+            enc.get("model"),
+            cfg.get("chunk_length"),
+            cfg.get("rank_budget"),
         )

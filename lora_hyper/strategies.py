@@ -38,7 +38,9 @@ class DecoderLayerWrapPolicy(ModuleWrapPolicy):
         self._module_classes_str = str(classes)
         return classes
 
-    def _run_policy(self, root_module: nn.Module, ignored_modules: set[nn.Module], root_kwargs: dict[str, Any]):
+    def _run_policy(
+        self, root_module: nn.Module, ignored_modules: set[nn.Module], root_kwargs: dict[str, Any]
+    ):
         self.resolve(root_module)
         return super()._run_policy(root_module, ignored_modules, root_kwargs)
 

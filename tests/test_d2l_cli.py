@@ -120,7 +120,14 @@ def test_internalize_writes_peft_dirs_matching_injection(trained, tmp_path, caps
     for name, text in docs.items():
         (tmp_path / f"{name}.txt").write_text(text)
     out = tmp_path / "adapters"
-    argv = ["internalize", "--model", str(model_dir), "--doc", str(tmp_path / "alpha.txt"), str(tmp_path / "beta.txt")]
+    argv = [
+        "internalize",
+        "--model",
+        str(model_dir),
+        "--doc",
+        str(tmp_path / "alpha.txt"),
+        str(tmp_path / "beta.txt"),
+    ]
     assert main([*argv, "--out", str(out), "--rank-budget", "6"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["alpha", "beta"]
     d2l = DocToLoRA.from_pretrained(model_dir)
@@ -144,8 +151,19 @@ def test_ask_prints_answer_time_and_sizes(trained, tmp_path, capsys):
     _, model_dir, _ = trained
     doc = tmp_path / "doc.txt"
     doc.write_text("The special magic number is 2024. " * 3)
-    code = main(["ask", "--model", str(model_dir), "--doc", str(doc), "--question", "What is the number?",
-                 "--max-new-tokens", "4"])
+    code = main(
+        [
+            "ask",
+            "--model",
+            str(model_dir),
+            "--doc",
+            str(doc),
+            "--question",
+            "What is the number?",
+            "--max-new-tokens",
+            "4",
+        ]
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 0 and lines[0].startswith("answer:")
     assert lines[1].startswith("internalize: ") and lines[1].endswith("document tokens)")
@@ -176,7 +194,15 @@ def test_bad_input_one_error_line_exit_2(case, message, tmp_path, capsys):
         path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
         argv = ["internalize", "--model", str(tmp_path), "--doc", str(good), str(path), "--out", str(out)]
     elif case == "missing":
-        argv = ["internalize", "--model", str(tmp_path), "--doc", str(tmp_path / "nope.txt"), "--out", str(out)]
+        argv = [
+            "internalize",
+            "--model",
+            str(tmp_path),
+            "--doc",
+            str(tmp_path / "nope.txt"),
+            "--out",
+            str(out),
+        ]
     elif case == "no_model":
         argv = ["internalize", "--model", str(tmp_path / "nomodel"), "--doc", str(good), "--out", str(out)]
     elif case == "ask_without_doc":
@@ -184,7 +210,17 @@ def test_bad_input_one_error_line_exit_2(case, message, tmp_path, capsys):
     elif case == "export_missing":
         argv = ["export", "--ckpt", str(tmp_path / "x.ckpt"), "--out", str(out)]
     else:
-        argv = ["internalize", "--model", str(tmp_path), "--doc", str(good), "--out", str(out), "--rank-budget", "0"]
+        argv = [
+            "internalize",
+            "--model",
+            str(tmp_path),
+            "--doc",
+            str(good),
+            "--out",
+            str(out),
+            "--rank-budget",
+            "0",
+        ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err

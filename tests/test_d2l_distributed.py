@@ -18,7 +18,7 @@ import torch
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = r'''
+SCRIPT = r"""
 import sys
 import torch
 import lightning as L
@@ -47,6 +47,8 @@ class Module(DocToLoRAModule):
         for k, v in self.hypernet.state_dict().items():
             v = v.full_tensor() if hasattr(v, "full_tensor") else v
             state[k] = v.detach().cpu().contiguous()
+        lora = self.internalize(DOCS[:2], chunk_length=6)  # every rank: a sharded hypernet needs all of them
+        state["internalized.delta"] = lora.delta("down_proj").detach().cpu().contiguous()
         if self.trainer.is_global_zero:
             save_file(state, out)
 
@@ -74,7 +76,7 @@ if __name__ == "__main__":
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     loader = DataLoader(list(range(4)), batch_size=4 // devices, shuffle=False, collate_fn=collate)
     trainer.fit(module, loader)
-'''
+"""
 
 
 def _run(tmp_path: Path, model_dir: Path, strategy: str, devices: int) -> dict[str, torch.Tensor]:

@@ -76,7 +76,9 @@ def test_zero_delta_at_init_outputs_equal_base(module):
     with torch.no_grad():
         base = module.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         with apply_lora(module.base_model, lora):
-            adapted = module.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            adapted = module.base_model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).logits
     assert torch.equal(base, adapted)
 
 
@@ -186,7 +188,7 @@ def test_training_on_fixed_needles_halves_the_loss(tmp_path):
     numbers = ["1234", "42", "2024", "100"]
     docs = [f"The grass is green. The special magic number is {n}. The sky is blue." for n in numbers]
     batch = d2l_batch(module.tokenizer, docs, [[(QUESTION, n)] for n in numbers], n_chunks=[1, 2, 1, 2])
-    losses = _train(module, batch, 30)
+    losses = _train(module, batch, 20)
     assert losses[-1] < 0.5 * losses[0], losses
     assert all(p.grad is None for p in module.base_model.parameters())
 
@@ -207,7 +209,9 @@ def test_generate_groups_and_errors(module):
     lora = module.internalize(["The sky is blue.", "The grass is green."])
     out = module.generate([QUESTION, QUESTION, "Here we go.", "Here we go."], lora, max_new_tokens=3)
     assert len(out) == 4 and all(isinstance(s, str) for s in out)
-    assert module.generate([QUESTION], None, max_new_tokens=3) == module.generate([QUESTION], lora.select(0), max_new_tokens=3)
+    assert module.generate([QUESTION], None, max_new_tokens=3) == module.generate(
+        [QUESTION], lora.select(0), max_new_tokens=3
+    )
     with pytest.raises(ValueError, match="3 questions for 2 adapters"):
         module.generate([QUESTION] * 3, lora)
     with pytest.raises(ValueError, match="empty"):
@@ -225,7 +229,9 @@ def test_save_load_round_trip_and_wrong_base(tiny_llama_dir, tmp_path):
     path = d2l.save_pretrained(tmp_path / "model")
     assert sorted(p.name for p in path.iterdir()) == ["doc_to_lora.json", "hypernet.safetensors"]
     loaded = DocToLoRA.from_pretrained(path)
-    assert loaded.chunk_length == 8 and loaded.rank_budget == 6 and loaded.spec.to_dict() == d2l.spec.to_dict()
+    assert (
+        loaded.chunk_length == 8 and loaded.rank_budget == 6 and loaded.spec.to_dict() == d2l.spec.to_dict()
+    )
     after = loaded.internalize(docs)
     assert after.rank == 6
     for m in before.spec.target_modules:

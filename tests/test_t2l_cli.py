@@ -15,6 +15,15 @@ from lora_hyper.text_to_lora import TextToLoRA
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes" / "t2l").glob("*.yaml"))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run many small ops: one thread avoids OpenMP barrier stalls on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def t2l_dir(tiny_llama_dir, tmp_path_factory):
     """A saved Text-to-LoRA model with perturbed heads (so adapters are not zero)."""
@@ -48,7 +57,9 @@ def test_generate_writes_peft_dir_matching_injection(t2l_dir, tiny_llama_dir, ti
     from lora_hyper.base_model import load_base_model
 
     out = tmp_path / "adapter"
-    rc = generate.main(["--model", str(t2l_dir), "--task", "Reverse the words of the text", "--out", str(out)])
+    rc = generate.main(
+        ["--model", str(t2l_dir), "--task", "Reverse the words of the text", "--out", str(out)]
+    )
     assert rc == 0 and (out / "adapter_config.json").exists()
     assert str(out) in capsys.readouterr().out
     model, tok = tiny_llama
@@ -58,7 +69,9 @@ def test_generate_writes_peft_dir_matching_injection(t2l_dir, tiny_llama_dir, ti
     enc = tok(["The sky is blue.", "Sort the list 1 2 3"], return_tensors="pt", padding=True)
     with torch.no_grad(), apply_lora(model, lora):
         ours = model(**enc).logits
-        peft_model = PeftModel.from_pretrained(load_base_model(str(tiny_llama_dir), "sdpa")[0], str(out)).eval()
+        peft_model = PeftModel.from_pretrained(
+            load_base_model(str(tiny_llama_dir), "sdpa")[0], str(out)
+        ).eval()
         theirs = peft_model(**enc).logits
     torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=1e-5)
     with torch.no_grad():
@@ -127,10 +140,12 @@ def test_t2l_recipe_print_config(recipe, capsys):
         getattr(__import__(module_name, fromlist=[cls]), cls)
     except (ImportError, AttributeError):
         pytest.skip(f"{data_class} is not available yet")
+    override = ["--model.init_args.base_model", "some/other-model"]
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(recipe), "--print_config"])
+        main(["fit", "--config", str(recipe), *override, "--print_config"])
     assert exit_info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
-    model_args = printed["model"]["init_args"]
-    assert printed["data"]["init_args"]["base_model"] == model_args["base_model"]
+    assert printed["model"]["init_args"]["base_model"] == "some/other-model"
+    if "base_model" in printed["data"]["init_args"]:  # shared by relative interpolation
+        assert printed["data"]["init_args"]["base_model"] == "some/other-model"
     assert printed["trainer"]["max_steps"] > 0

@@ -52,6 +52,15 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LORA_HYPER_CACHE", str(tmp_path / "cache"))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run many small ops: one thread avoids OpenMP barrier stalls on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _spec(model, targets=("q_proj", "v_proj"), rank=4):
     return LoRASpec(list(targets), rank, scale=2.0).discover(model)
 
@@ -75,7 +84,9 @@ def test_init_is_a_fresh_lora(tiny_llama, head_size):
     lora = _hypernet(spec, head_size)(torch.randn(3, 16))
     gen = torch.Generator().manual_seed(0)
     for m in spec.target_modules:
-        expected_a = lora_a_init(spec.rank, spec.shapes[m][0], gen)  # the bias init, same in every layer and sample
+        expected_a = lora_a_init(
+            spec.rank, spec.shapes[m][0], gen
+        )  # the bias init, same in every layer and sample
         assert torch.equal(lora.B[m], torch.zeros_like(lora.B[m]))
         assert torch.equal(lora.delta(m), torch.zeros_like(lora.delta(m)))
         assert torch.equal(lora.A[m], expected_a.expand_as(lora.A[m]))
@@ -228,9 +239,11 @@ def test_sft_cuts_loss_by_half_and_follows_descriptions(trained_sft):
     assert adapters.batch_size == 3 and adapters.scale == pytest.approx(8.0 / 2.0)
     answers = module.generate(["The sky is blue."] * 3, adapters, max_new_tokens=3)
     assert answers == ["yes", "no", "green"]
-    # consecutive groups: 2 prompts per adapter
-    answers = module.generate(["a b c", "Here we go."] * 3, adapters, max_new_tokens=3)
-    assert answers == ["yes", "yes", "no", "no", "green", "green"]
+    # consecutive groups (2 prompts per adapter) give what each adapter gives alone
+    prompts = ["a b c", "Here we go."]
+    grouped = module.generate(prompts * 3, adapters, max_new_tokens=3)
+    alone = [a for i in range(3) for a in module.generate(prompts, adapters.select(i), max_new_tokens=3)]
+    assert grouped == alone and grouped[0] == "yes"
 
 
 def test_save_load_identical_adapters(trained_sft, tmp_path):
@@ -358,3 +371,75 @@ def test_finetune_library(llama_dir, tmp_path, mode):
     bad = dict(batches[0], task_names=["say_no"] * len(batches[0]["task_names"]))
     with pytest.raises(ValueError, match="does not name task"):
         module._step(bad, "train")
+
+
+# ------------------------------------------------------------------------------------------ Lightning end to end
+def test_pipeline_with_trainer(llama_dir, encoder_dir, tmp_path):
+    """Oracle library (one fit) -> reconstruction with z-scores (one fit) -> SFT (one fit), 2 steps each."""
+    import lightning as L
+    import yaml
+
+    from lora_hyper.data_modules.lora_library import LoRALibraryDataModule
+    from lora_hyper.data_modules.task_sampler import TaskCorpusDataModule
+
+    root = tmp_path / "corpus"
+    for name, (descs, answer) in TASKS.items():
+        (root / name).mkdir(parents=True)
+        meta = {"descriptions": [*descs, f"Reply {answer}", f"Output {answer}"], "source": "data.jsonl"}
+        (root / name / "metadata.yaml").write_text(yaml.safe_dump(meta))
+        rows = [json.dumps({"input": p, "output": answer}) for p in PROMPTS * 2]
+        (root / name / "data.jsonl").write_text("\n".join(rows) + "\n")
+
+    def fit(module, data):
+        trainer = L.Trainer(
+            max_steps=2,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            limit_val_batches=0,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=str(tmp_path),
+        )
+        trainer.fit(module, data)
+        return trainer
+
+    corpus_args = dict(base_model=str(llama_dir), corpus=str(root), held_out_tasks=[], n_eval_descriptions=1)
+    data = TaskCorpusDataModule(**corpus_args, tasks_per_batch=3, steps_per_epoch=2)
+    oracle = LoRAFinetuneModule(base_model=str(llama_dir), rank=4, export_dir=str(tmp_path / "lib"))
+    fit(oracle, data)
+    assert sorted(p.name for p in (tmp_path / "lib").iterdir() if p.is_dir()) == sorted(TASKS)
+
+    recon = TextToLoRAModule(
+        base_model=str(llama_dir),
+        rank=4,
+        latent=32,
+        head_in=32,
+        task_encoder=str(encoder_dir),
+        objective="reconstruction",
+        zscore=True,
+        lr=1e-3,
+    )
+    fit(
+        recon,
+        LoRALibraryDataModule(
+            library_dir=str(tmp_path / "lib"),
+            corpus=str(root),
+            tasks_per_batch=2,
+            n_eval_descriptions=1,
+            steps_per_epoch=2,
+        ),
+    )
+    assert int(recon.zscore_fitted) == 1 and recon.base_model is None
+
+    sft = TextToLoRAModule(
+        base_model=str(llama_dir),
+        rank=4,
+        latent=32,
+        head_in=32,
+        task_encoder=str(encoder_dir),
+        lr=1e-3,
+        neftune_alpha=5.0,
+    )
+    trainer = fit(sft, TaskCorpusDataModule(**corpus_args, tasks_per_batch=2, steps_per_epoch=2))
+    assert trainer.global_step == 2 and torch.isfinite(trainer.callback_metrics["train/loss"])

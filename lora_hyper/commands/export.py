@@ -67,7 +67,9 @@ def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
     """Write the inference model directory of a checkpoint (dispatch on its LightningModule class)."""
     module = module_from_checkpoint(ckpt)
     name = type(module).__name__
-    target = next((v for k, v in EXPORTERS.items() if any(c.__name__ == k for c in type(module).__mro__)), None)
+    target = next(
+        (v for k, v in EXPORTERS.items() if any(c.__name__ == k for c in type(module).__mro__)), None
+    )
     if target is None:
         raise CommandError(f"no exporter for {name}; known: {sorted(EXPORTERS)}.")
     exporter = getattr(importlib.import_module(target[0]), target[1])
@@ -75,7 +77,9 @@ def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
 
 
 def _parser() -> ArgumentParser:
-    p = ArgumentParser(prog="lora-hyper export", description="Convert a Lightning checkpoint into a model dir.")
+    p = ArgumentParser(
+        prog="lora-hyper export", description="Convert a Lightning checkpoint into a model dir."
+    )
     p.add_argument("--ckpt", required=True, help="Lightning checkpoint file (.ckpt)")
     p.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
     return p

@@ -16,7 +16,9 @@ def slugify(text: str, max_len: int = 40) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lora-hyper generate", description="Write PEFT adapters from task descriptions.")
+    p = argparse.ArgumentParser(
+        prog="lora-hyper generate", description="Write PEFT adapters from task descriptions."
+    )
     p.add_argument("--model", required=True, help="Text-to-LoRA model directory (TextToLoRA.save_pretrained)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--task", help="one task description")
@@ -35,7 +37,9 @@ def _generate(argv: list[str]) -> int:
     else:
         lines = read_text_file(args.task_file, what="task").splitlines()
         jobs = [
-            (line.strip(), Path(args.out) / f"{n}_{slugify(line)}") for n, line in enumerate(lines, 1) if line.strip()
+            (line.strip(), Path(args.out) / f"{n}_{slugify(line)}")
+            for n, line in enumerate(lines, 1)
+            if line.strip()
         ]
     from lora_hyper.text_to_lora import TextToLoRA
 

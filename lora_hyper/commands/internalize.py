@@ -18,7 +18,9 @@ def _parser() -> ArgumentParser:
     p = ArgumentParser(prog="lora-hyper internalize", description="Write one PEFT adapter per document.")
     p.add_argument("--model", required=True, help="Doc-to-LoRA model directory (DocToLoRA.save_pretrained)")
     p.add_argument("--doc", required=True, nargs="+", help="UTF-8 text file(s) to internalize")
-    p.add_argument("--out", required=True, help="folder that receives one adapter dir per document (file stem)")
+    p.add_argument(
+        "--out", required=True, help="folder that receives one adapter dir per document (file stem)"
+    )
     p.add_argument("--chunk-length", type=int, default=None, help="tokens per chunk (default: the model's)")
     p.add_argument("--rank-budget", type=int, default=None, help="compress each adapter to this rank")
     p.add_argument("--device", default=None, help="where the models run (default cpu)")
@@ -33,7 +35,9 @@ def _internalize(argv: list[str]) -> int:
     stems = [Path(p).stem for p in args.doc]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
-        raise CommandError(f"several documents share the file stem(s) {dupes}; rename them (adapters are named by stem).")
+        raise CommandError(
+            f"several documents share the file stem(s) {dupes}; rename them (adapters are named by stem)."
+        )
     from lora_hyper.doc_to_lora import DocToLoRA
 
     model = DocToLoRA.from_pretrained(args.model, device=args.device)

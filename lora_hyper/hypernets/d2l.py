@@ -103,7 +103,9 @@ class DocToLoRAHypernet(nn.Module):
         self.heads = nn.ParameterList()
         for m in spec.target_modules:
             d_in, d_out = spec.shapes[m]
-            w = torch.cat([torch.randn(L, D, d_in) * d_in**-0.5, torch.randn(L, D, d_out) * d_out**-0.5], dim=-1)
+            w = torch.cat(
+                [torch.randn(L, D, d_in) * d_in**-0.5, torch.randn(L, D, d_out) * d_out**-0.5], dim=-1
+            )
             self.heads.append(nn.Parameter(w))
         self.scale_A = nn.Parameter(torch.ones(L, n_mod, r))
         self.scale_B = nn.Parameter(torch.zeros(L, n_mod, r))
@@ -157,8 +159,14 @@ class DocToLoRAHypernet(nn.Module):
         """The learned context-free adapter, repeated ``batch_size`` times (``None`` when ``bias_rank == 0``)."""
         if self.bias_rank == 0:
             return None
-        A = {m: self.bias_A[i].unsqueeze(0).expand(batch_size, -1, -1, -1) for i, m in enumerate(self.spec.target_modules)}
-        B = {m: self.bias_B[i].unsqueeze(0).expand(batch_size, -1, -1, -1) for i, m in enumerate(self.spec.target_modules)}
+        A = {
+            m: self.bias_A[i].unsqueeze(0).expand(batch_size, -1, -1, -1)
+            for i, m in enumerate(self.spec.target_modules)
+        }
+        B = {
+            m: self.bias_B[i].unsqueeze(0).expand(batch_size, -1, -1, -1)
+            for i, m in enumerate(self.spec.target_modules)
+        }
         return LoRABatch(self.spec, A, B)
 
     def join(self, chunks: LoRABatch, doc_index: Tensor | None = None) -> LoRABatch:

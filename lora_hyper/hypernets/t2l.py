@@ -79,7 +79,11 @@ class ResidualMLP(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(width)
         self.mlp = nn.Sequential(
-            nn.Linear(width, 4 * width), nn.SiLU(), nn.Dropout(dropout), nn.Linear(4 * width, width), nn.Dropout(dropout)
+            nn.Linear(width, 4 * width),
+            nn.SiLU(),
+            nn.Dropout(dropout),
+            nn.Linear(4 * width, width),
+            nn.Dropout(dropout),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -107,7 +111,10 @@ class TextToLoRAHypernet(nn.Module):
         self.type_emb = nn.Embedding(len(self.targets), c.latent // 4)
         self.type_norm = nn.LayerNorm(c.latent // 4)
         self.mixer = nn.Sequential(
-            nn.Linear(c.latent, 4 * c.latent), nn.SiLU(), nn.Dropout(c.dropout), nn.Linear(4 * c.latent, c.latent)
+            nn.Linear(c.latent, 4 * c.latent),
+            nn.SiLU(),
+            nn.Dropout(c.dropout),
+            nn.Linear(4 * c.latent, c.latent),
         )
         self.block1 = ResidualMLP(c.latent, c.dropout)
         self.block2 = ResidualMLP(c.latent, c.dropout)
@@ -125,7 +132,10 @@ class TextToLoRAHypernet(nn.Module):
             wide = max(d_in, d_out)
             a0 = lora_a_init(r, d_in, gen)
             if c.head_size == "L":
-                head, bias = nn.Linear(c.head_in, r * (d_in + d_out), bias=False), torch.zeros(r * (d_in + d_out))
+                head, bias = (
+                    nn.Linear(c.head_in, r * (d_in + d_out), bias=False),
+                    torch.zeros(r * (d_in + d_out)),
+                )
                 bias[: r * d_in] = a0.flatten()
             elif c.head_size == "M":
                 head, bias = nn.Linear(c.head_in, r * wide, bias=False), torch.zeros(2, r * wide)
@@ -171,7 +181,8 @@ class TextToLoRAHypernet(nn.Module):
         depth = self.depth_norm(self.depth_emb(torch.arange(L, device=dev)))  # [L, latent/4]
         mtype = self.type_norm(self.type_emb(torch.tensor([t], device=dev)))  # [1, latent/4]
         x = torch.cat(
-            [task[:, None].expand(b, L, -1), depth[None].expand(b, L, -1), mtype[None].expand(b, L, -1)], dim=-1
+            [task[:, None].expand(b, L, -1), depth[None].expand(b, L, -1), mtype[None].expand(b, L, -1)],
+            dim=-1,
         ).reshape(b * L, -1)
         h = self.block1(self.mixer(x))
         head, bias = self.heads[_key(module)], self.head_bias[_key(module)]
@@ -186,7 +197,9 @@ class TextToLoRAHypernet(nn.Module):
             A = out[:, 0, : r * d_in].reshape(b, L, r, d_in)
             B = out[:, 1, : d_out * r].reshape(b, L, d_out, r)
         else:
-            hab = h[:, None, None] + self.ab_code[None, :, None] + self.rank_code.weight[None, None]  # [bL, 2, r, latent]
+            hab = (
+                h[:, None, None] + self.ab_code[None, :, None] + self.rank_code.weight[None, None]
+            )  # [bL, 2, r, latent]
             out = head(self.out_proj(self.block2(hab))) + bias  # [bL, 2, r, wide]
             A = out[:, 0, :, :d_in].reshape(b, L, r, d_in)
             B = out[:, 1, :, :d_out].reshape(b, L, r, d_out).transpose(2, 3)
@@ -206,7 +219,12 @@ class TextToLoRAHypernet(nn.Module):
     # ------------------------------------------------------------------ z-scores
     def _stats(self, m: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         g = self.get_buffer
-        return g(f"zA_mean_{_key(m)}"), g(f"zA_std_{_key(m)}"), g(f"zB_mean_{_key(m)}"), g(f"zB_std_{_key(m)}")
+        return (
+            g(f"zA_mean_{_key(m)}"),
+            g(f"zA_std_{_key(m)}"),
+            g(f"zB_mean_{_key(m)}"),
+            g(f"zB_std_{_key(m)}"),
+        )
 
     def denormalize(self, lora: LoRABatch) -> LoRABatch:
         """Map z-scores back to factors (identity unless ``output_zscore``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -149,10 +150,14 @@ class DocToLoRAModule(HypernetModule):
             object.__setattr__(self, "context_encoder", encoder)
         else:
             device = self.device if self.device.type != "meta" else None
-            enc_model, _ = load_base_model(self.encoder_model, self.attn_implementation, self.base_dtype, device=device)
+            enc_model, _ = load_base_model(
+                self.encoder_model, self.attn_implementation, self.base_dtype, device=device
+            )
             self.context_encoder = ContextEncoder(enc_model, self.encoder_mode, self.encoder_layers, n_out)
         config = DocToLoRAHypernetConfig(
-            input_dim=self.context_encoder.hidden_size, per_layer_input=per_layer, **self.hypernet_config_kwargs
+            input_dim=self.context_encoder.hidden_size,
+            per_layer_input=per_layer,
+            **self.hypernet_config_kwargs,
         )
         self.hypernet = DocToLoRAHypernet(config, spec)
         if self.device_mesh is not None:  # Lightning ModelParallelStrategy: FSDP2
@@ -192,7 +197,9 @@ class DocToLoRAModule(HypernetModule):
             per_row = per_sample_ce(logits, batch["labels"], self.label_smoothing)
         else:
             if "teacher_input_ids" not in batch:
-                raise ValueError("objective 'distill' needs teacher_* rows: set with_teacher=True on the data module.")
+                raise ValueError(
+                    "objective 'distill' needs teacher_* rows: set with_teacher=True on the data module."
+                )
             with torch.no_grad():
                 teacher = self.base_model(
                     input_ids=batch["teacher_input_ids"], attention_mask=batch["teacher_attention_mask"]
@@ -203,16 +210,34 @@ class DocToLoRAModule(HypernetModule):
         qa_loss = mean_by_group(per_row, qa)
         l1 = factor_l1(lora)
         loss = qa_loss + self.l1_weight * l1 if self.l1_weight else qa_loss
-        return {"loss": loss, "qa_loss": qa_loss.detach(), "l1": l1.detach(), "adapter_norm": adapter_norm(lora.detach())}
+        return {
+            "loss": loss,
+            "qa_loss": qa_loss.detach(),
+            "l1": l1.detach(),
+            "adapter_norm": adapter_norm(lora.detach()),
+        }
 
     def _log_all(self, stage: str, out: dict[str, Tensor], batch: dict[str, Any]) -> None:
         n_docs = int(batch["ctx_doc_index"].max()) + 1
         on_step = stage == "train"
-        self.log(f"{stage}/loss", out["loss"].detach(), prog_bar=True, on_step=on_step, on_epoch=not on_step,
-                 batch_size=n_docs, sync_dist=not on_step)
+        self.log(
+            f"{stage}/loss",
+            out["loss"].detach(),
+            prog_bar=True,
+            on_step=on_step,
+            on_epoch=not on_step,
+            batch_size=n_docs,
+            sync_dist=not on_step,
+        )
         for key in ("qa_loss", "l1", "adapter_norm"):
-            self.log(f"{stage}/{key}", out[key], on_step=on_step, on_epoch=not on_step, batch_size=n_docs,
-                     sync_dist=not on_step)
+            self.log(
+                f"{stage}/{key}",
+                out[key],
+                on_step=on_step,
+                on_epoch=not on_step,
+                batch_size=n_docs,
+                sync_dist=not on_step,
+            )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         out = self.losses(batch)
@@ -231,21 +256,30 @@ class DocToLoRAModule(HypernetModule):
         super().on_save_checkpoint(checkpoint)
 
     # ------------------------------------------------------------------ inference API (used by callbacks)
+    def _precision_context(self):
+        """The trainer's forward precision (e.g. bf16 autocast, which FSDP mixed precision needs) when attached."""
+        trainer = self._trainer
+        return trainer.precision_plugin.forward_context() if trainer is not None else contextlib.nullcontext()
+
     def internalize(
         self, docs: str | Sequence[str], chunk_length: int | None = None, rank_budget: int | None = None
     ) -> LoRABatch:
         """One adapter per document (any length; chunked at ``chunk_length``, compressed to ``rank_budget``)."""
-        return internalize_documents(
-            self.context_encoder,
-            self.hypernet,
-            self.tokenizer,
-            docs,
-            chunk_length or self.chunk_length,
-            rank_budget or self.rank_budget,
-        )
+        with self._precision_context():
+            return internalize_documents(
+                self.context_encoder,
+                self.hypernet,
+                self.tokenizer,
+                docs,
+                chunk_length or self.chunk_length,
+                rank_budget or self.rank_budget,
+            )
 
     def generate(
         self, questions: str | Sequence[str], adapters: LoRABatch | None, max_new_tokens: int = 32, **kw: Any
     ) -> list[str]:
         """Greedy answers with the documents internalized in ``adapters`` (question ``i`` uses adapter ``i``)."""
-        return generate_answers(self.base_model, self.tokenizer, questions, adapters, max_new_tokens, **kw)
+        with self._precision_context():
+            return generate_answers(
+                self.base_model, self.tokenizer, questions, adapters, max_new_tokens, **kw
+            )

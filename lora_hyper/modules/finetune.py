@@ -86,7 +86,9 @@ class LoRAFinetuneModule(HypernetModule):
         if corpus is not None:
             self.descriptions = {n: list(t.train_descriptions) for n, t in corpus.tasks.items()}
         if self.mode == "per_task" and not self.task_names:
-            raise ValueError("mode='per_task' needs the task list: set tasks=[...] or train with a TaskCorpusDataModule.")
+            raise ValueError(
+                "mode='per_task' needs the task list: set tasks=[...] or train with a TaskCorpusDataModule."
+            )
         n = len(self.task_names) if self.mode == "per_task" else 1
         scale = self.alpha / (math.sqrt(self.rank) if self.hparams.rslora else self.rank)
         self.spec = LoRASpec(self.targets, self.rank, scale=scale).discover(self.base_model)
@@ -94,7 +96,9 @@ class LoRAFinetuneModule(HypernetModule):
         for m in self.targets:
             d_in, d_out = self.spec.shapes[m]
             L = self.spec.n_layers
-            a = torch.stack([torch.stack([lora_a_init(self.rank, d_in, gen) for _ in range(L)]) for _ in range(n)])
+            a = torch.stack(
+                [torch.stack([lora_a_init(self.rank, d_in, gen) for _ in range(L)]) for _ in range(n)]
+            )
             key = m.replace(".", "__")
             self.lora_A[key] = nn.Parameter(a.to(self.device))
             self.lora_B[key] = nn.Parameter(torch.zeros(n, L, d_out, self.rank, device=self.device))
@@ -119,7 +123,9 @@ class LoRAFinetuneModule(HypernetModule):
         if names is not None:
             for i, name in zip(index.tolist(), names):
                 if i >= len(self.task_names) or self.task_names[i] != name:  # type: ignore[index,arg-type]
-                    raise ValueError(f"task_index {i} does not name task {name!r} in this module's task list.")
+                    raise ValueError(
+                        f"task_index {i} does not name task {name!r} in this module's task list."
+                    )
         return index
 
     def _step(self, batch: dict[str, Any], stage: str) -> Tensor:

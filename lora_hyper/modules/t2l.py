@@ -108,9 +108,13 @@ class TextToLoRAModule(HypernetModule):
         if objective not in OBJECTIVES:
             raise ValueError(f"Unknown objective {objective!r}: use one of {OBJECTIVES}.")
         if reconstruction_mode not in ("factors", "delta"):
-            raise ValueError(f"Unknown reconstruction_mode {reconstruction_mode!r}: use 'factors' or 'delta'.")
+            raise ValueError(
+                f"Unknown reconstruction_mode {reconstruction_mode!r}: use 'factors' or 'delta'."
+            )
         if objective == "reconstruction" and residual_adapter and reconstruction_mode != "delta":
-            raise ValueError("residual_adapter with the reconstruction objective needs reconstruction_mode='delta'.")
+            raise ValueError(
+                "residual_adapter with the reconstruction objective needs reconstruction_mode='delta'."
+            )
         self.save_hyperparameters()
         self.targets = list(targets or ["q_proj", "v_proj"])
         self.rank = rank
@@ -132,10 +136,14 @@ class TextToLoRAModule(HypernetModule):
             shapes_from = self.base_model
         else:  # reconstruction: the layer shapes are enough, no weights are read
             shapes_from = meta_model(self.base_model_name)
-        spec = LoRASpec(self.targets, self.rank, scale=self.alpha / math.sqrt(self.rank)).discover(shapes_from)
+        spec = LoRASpec(self.targets, self.rank, scale=self.alpha / math.sqrt(self.rank)).discover(
+            shapes_from
+        )
         self.spec = spec
         if hp.task_encoder == BASE_ENCODER:
-            self.encoder = TaskEncoder(BASE_ENCODER, hp.task_encoder_pooling, model=self.base_model, tokenizer=self.tokenizer)
+            self.encoder = TaskEncoder(
+                BASE_ENCODER, hp.task_encoder_pooling, model=self.base_model, tokenizer=self.tokenizer
+            )
         else:
             device = self.device if self.device.type == "cuda" else None
             self.encoder = TaskEncoder(hp.task_encoder, hp.task_encoder_pooling, device=device)
@@ -201,7 +209,10 @@ class TextToLoRAModule(HypernetModule):
         ctx = apply_lora(model, adapters.to(device)) if adapters is not None else nullcontext()
         with ctx:
             out = model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens, **generate_kwargs
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_new_tokens,
+                **generate_kwargs,
             )
         return [t.strip() for t in tok.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)]
 
@@ -291,8 +302,14 @@ class TextToLoRAModule(HypernetModule):
         lib = getattr(dm, "library", None)
         if isinstance(lib, LoRABatch):
             return lib
+        spec = self._require_built().spec
+        adapters = getattr(dm, "adapters", None)
+        if isinstance(adapters, dict) and adapters:
+            return LoRABatch.cat([align_adapter(a, spec) for a in adapters.values()])
         if dm is None:
-            raise ValueError("zscore=True needs the library: call fit_zscore(library) or train with a LoRA-library DataModule.")
+            raise ValueError(
+                "zscore=True needs the library: call fit_zscore(library) or train with a LoRA-library DataModule."
+            )
         seen: dict[str, LoRABatch] = {}
         for i, batch in enumerate(dm.train_dataloader()):
             for j, name in enumerate(batch["task_names"]):
@@ -301,5 +318,4 @@ class TextToLoRAModule(HypernetModule):
                 break
         if not seen:
             raise ValueError("The LoRA library is empty: no adapters to fit z-score statistics on.")
-        spec = self._require_built().spec
         return LoRABatch.cat([align_adapter(v, spec) for v in seen.values()])

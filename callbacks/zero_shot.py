@@ -1,0 +1,191 @@
+"""ZeroShotTaskEvaluation: adapters from unseen descriptions, scored on seen and held-out tasks next to baselines."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from lora_hyper.lora import LoRABatch, load_peft
+
+METHODS = ("t2l", "base", "base_with_description", "multitask", "oracle")
+
+
+class ZeroShotTaskEvaluation(L.Callback):
+    """Every ``every_n_steps`` steps and at fit end, score Text-to-LoRA adapters on tasks' test examples.
+
+    Adapters come from *evaluation* descriptions (never trained on) of seen tasks and of held-out tasks.
+    Baselines (computed once): the base model, the base model with the description in its prompt, and,
+    when given, a multi-task adapter and per-task oracle adapters. Scores use the corpus's metric.
+
+    Args:
+        every_n_steps: evaluate every this many optimizer steps (0: only at fit end).
+        max_tasks: at most this many seen and this many held-out tasks (sorted by name).
+        examples_per_task: test examples per task.
+        n_descriptions: evaluation descriptions per task (one adapter each; scores are averaged).
+        multitask_adapter: PEFT directory of a multi-task LoRA baseline.
+        oracle_library: folder of ``<task>/`` PEFT oracle adapters.
+        output_dir: where ``zero_shot.json``/``zero_shot.csv`` go (default: the trainer's log dir).
+        max_new_tokens: generation budget per answer.
+        corpus: task corpus to evaluate on (default: the DataModule's ``corpus``).
+        held_out_tasks: held-out tasks when ``corpus`` is given (None: the corpus's own list).
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 200,
+        max_tasks: int = 8,
+        examples_per_task: int = 8,
+        n_descriptions: int = 2,
+        multitask_adapter: str | None = None,
+        oracle_library: str | None = None,
+        output_dir: str | None = None,
+        max_new_tokens: int = 32,
+        corpus: str | None = None,
+        held_out_tasks: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.every_n_steps = every_n_steps
+        self.max_tasks = max_tasks
+        self.examples_per_task = examples_per_task
+        self.n_descriptions = n_descriptions
+        self.multitask_adapter = multitask_adapter
+        self.oracle_library = oracle_library
+        self.output_dir = output_dir
+        self.max_new_tokens = max_new_tokens
+        self.corpus_path = corpus
+        self.held_out_tasks = held_out_tasks
+        self._corpus: Any = None
+        self._baselines: dict[str, dict[str, float]] | None = None
+        self._last_step = -1
+        self.history: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ hooks
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
+        step = trainer.global_step
+        if self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0 and step != self._last_step:
+            self.run(trainer, pl_module)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if trainer.global_step != self._last_step:
+            self.run(trainer, pl_module)
+
+    # ------------------------------------------------------------------ evaluation
+    def corpus(self, trainer: L.Trainer | None = None) -> Any:
+        """The corpus evaluated on: ``corpus=`` if given, else the DataModule's."""
+        if self._corpus is None:
+            if self.corpus_path is not None:
+                from lora_hyper.data_modules.task_corpus import TaskCorpus
+
+                self._corpus = TaskCorpus.load(self.corpus_path, held_out_tasks=self.held_out_tasks)
+            else:
+                self._corpus = getattr(getattr(trainer, "datamodule", None), "corpus", None)
+                if self._corpus is None:
+                    raise ValueError(
+                        "ZeroShotTaskEvaluation needs a task corpus: pass corpus= or train with a TaskCorpusDataModule."
+                    )
+        return self._corpus
+
+    def task_groups(self, corpus: Any) -> dict[str, list[str]]:
+        """``{"seen": [...], "held_out": [...]}`` task names, at most ``max_tasks`` each."""
+        seen = [n for n in sorted(corpus.tasks) if n not in set(corpus.held_out_tasks)]
+        held = sorted(corpus.held_out_tasks)
+        return {"seen": seen[: self.max_tasks], "held_out": held[: self.max_tasks]}
+
+    def _answers(self, module: Any, task: Any, prompts: list[str], adapters: LoRABatch | None) -> list[str]:
+        return module.generate(
+            prompts, adapters, system=task.system_message, max_new_tokens=self.max_new_tokens
+        )
+
+    def _score(self, task: Any, predictions: list[str], references: list[str]) -> float:
+        from lora_hyper.data_modules.task_corpus import score
+
+        return sum(score(p, r, task.metric) for p, r in zip(predictions, references)) / max(
+            len(references), 1
+        )
+
+    def evaluate(self, module: Any, corpus: Any) -> dict[str, dict[str, float]]:
+        """``{method: {task: score}}`` for the T2L adapters (and baselines on the first call)."""
+        results: dict[str, dict[str, float]] = {"t2l": {}}
+        baselines = self._baselines is None
+        if baselines:
+            self._baselines = {m: {} for m in METHODS[1:]}
+            multitask = load_peft(self.multitask_adapter) if self.multitask_adapter else None
+        for name in [n for group in self.task_groups(corpus).values() for n in group]:
+            task = corpus.tasks[name]
+            examples = task.examples("test")[: self.examples_per_task]
+            if not examples:
+                continue
+            prompts, refs = [e.prompt for e in examples], [e.response for e in examples]
+            descriptions = list(task.eval_descriptions or task.descriptions)[: self.n_descriptions]
+            adapters = module.generate_lora(descriptions)
+            preds = self._answers(module, task, [p for _ in descriptions for p in prompts], adapters)
+            results["t2l"][name] = self._score(task, preds, refs * len(descriptions))
+            if not baselines:
+                continue
+            b = self._baselines
+            b["base"][name] = self._score(task, self._answers(module, task, prompts, None), refs)
+            with_desc = [f"{d}\n\n{p}" for d in descriptions for p in prompts]
+            b["base_with_description"][name] = self._score(
+                task, self._answers(module, task, with_desc, None), refs * len(descriptions)
+            )
+            if multitask is not None:
+                b["multitask"][name] = self._score(
+                    task, self._answers(module, task, prompts, multitask), refs
+                )
+            oracle_dir = Path(self.oracle_library) / name if self.oracle_library else None
+            if oracle_dir is not None and oracle_dir.is_dir():
+                oracle = load_peft(oracle_dir)
+                b["oracle"][name] = self._score(task, self._answers(module, task, prompts, oracle), refs)
+        results.update({m: dict(s) for m, s in (self._baselines or {}).items() if s})
+        return results
+
+    def summarize(self, results: dict[str, dict[str, float]], corpus: Any) -> dict[str, float]:
+        """Flat metrics: ``zero_shot/<method>/<task>`` and ``zero_shot/<method>/mean_<seen|held_out>``."""
+        groups = self.task_groups(corpus)
+        flat: dict[str, float] = {}
+        for method, scores in results.items():
+            for task, value in scores.items():
+                flat[f"zero_shot/{method}/{task}"] = value
+            for group, names in groups.items():
+                values = [scores[n] for n in names if n in scores]
+                if values:
+                    flat[f"zero_shot/{method}/mean_{group}"] = sum(values) / len(values)
+        return flat
+
+    def run(self, trainer: L.Trainer, pl_module: Any) -> dict[str, float]:
+        """Evaluate now (rank zero), log the metrics and append them to the JSON/CSV files."""
+        self._last_step = trainer.global_step
+        if not trainer.is_global_zero:
+            return {}
+        corpus = self.corpus(trainer)
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            results = self.evaluate(pl_module, corpus)
+        finally:
+            pl_module.train(was_training)
+        flat = self.summarize(results, corpus)
+        for logger in trainer.loggers:
+            logger.log_metrics(flat, step=trainer.global_step)
+        self.history.append({"step": trainer.global_step, "scores": results})
+        self._write(trainer, results)
+        return flat
+
+    def _write(self, trainer: L.Trainer, results: dict[str, dict[str, float]]) -> None:
+        out = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "zero_shot.json").write_text(json.dumps(self.history, indent=1) + "\n")
+        groups = self.task_groups(self.corpus(trainer))
+        split = {n: g for g, names in groups.items() for n in names}
+        new = not (out / "zero_shot.csv").exists()
+        with open(out / "zero_shot.csv", "a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["step", "method", "split", "task", "score"])
+            for method, scores in results.items():
+                for task, value in scores.items():
+                    writer.writerow([trainer.global_step, method, split.get(task, ""), task, f"{value:.6f}"])

@@ -36,7 +36,7 @@ def run(out: Path, max_steps: int | None = None) -> dict[str, object]:
         raise FileNotFoundError(f"{QUICKSTART} is missing: run the demo from a source checkout (make demo).")
     train_dir = out / "train"
     print(
-        f"[demo] 1/4 training {QUICKSTART.relative_to(ROOT)} (CPU, capped at 13 minutes) -> {train_dir}",
+        f"[demo] 1/4 training {QUICKSTART.relative_to(ROOT)} (CPU, training capped at 12 minutes) -> {train_dir}",
         flush=True,
     )
     argv = ["fit", "--config", str(QUICKSTART), f"--trainer.default_root_dir={train_dir}"]

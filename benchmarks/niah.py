@@ -28,6 +28,7 @@ from common import write_result  # noqa: E402
 
 from lora_hyper.callbacks.curriculum import NeedleCurriculum  # noqa: E402
 from lora_hyper.callbacks.niah import evaluate_niah  # noqa: E402
+from lora_hyper.data_modules.collate import chat_prompt_ids  # noqa: E402
 from lora_hyper.data_modules.niah import NIAHDataModule  # noqa: E402
 from lora_hyper.data_modules.niah_protocol import NIAH_QUESTION, extract_number, niah_examples  # noqa: E402
 from lora_hyper.doc_to_lora import DocToLoRA  # noqa: E402
@@ -130,14 +131,7 @@ def base_in_context(
     for n in bins:
         examples = niah_examples(tok, n, samples, seed=1234, split="icl")
         prompts = [f"{ex.context}\n\n{NIAH_QUESTION}" for ex in examples]
-        longest = max(
-            len(
-                tok.apply_chat_template(
-                    [{"role": "user", "content": p}], tokenize=True, add_generation_prompt=True
-                )
-            )
-            for p in prompts[:2]
-        )
+        longest = max(len(chat_prompt_ids(tok, p)) for p in prompts[:2])
         if longest + 8 > window:
             rows.append(
                 {
@@ -150,7 +144,7 @@ def base_in_context(
             continue
         outs: list[str] = []
         for i in range(0, len(prompts), batch_size):
-            outs += module.generate(prompts[i : i + batch_size], None, max_new_tokens=8)
+            outs += module.generate(prompts[i : i + batch_size], None, max_new_tokens=16)
         correct = [extract_number(o) == ex.answer for o, ex in zip(outs, examples)]
         rows.append(
             {
@@ -158,6 +152,7 @@ def base_in_context(
                 "accuracy": sum(correct) / len(correct),
                 "prompt_tokens": longest,
                 "n": len(correct),
+                "outputs": outs[:5],
             }
         )
         print(f"[niah] base in-context at {n}: {rows[-1]['accuracy']:.2f}", flush=True)

@@ -93,7 +93,7 @@ def context_distillation(base, tok, doc: str, answer: str, args, device) -> dict
 
 
 @torch.no_grad()
-def generate(model, tok, prompts: list[str], device, max_new_tokens: int = 8) -> list[str]:
+def generate(model, tok, prompts: list[str], device, max_new_tokens: int = 16) -> list[str]:
     enc = tok.apply_chat_template(
         [[{"role": "user", "content": p}] for p in prompts],
         add_generation_prompt=True,
@@ -124,12 +124,12 @@ def main() -> None:
     lengths = [1024 + round(i * 1024 / max(1, n_docs - 1)) for i in range(n_docs)]
     docs = [niah_examples(tok, n, 1, seed=77, split="latency")[0] for n in lengths]
     for ex in docs[:1]:  # warm-up: kernels, caches
-        d2l.generate([NIAH_QUESTION], d2l.internalize([ex.context]), max_new_tokens=8)
+        d2l.generate([NIAH_QUESTION], d2l.internalize([ex.context]), max_new_tokens=16)
 
     rows = []
     for ex in docs:
         adapters, t_int = timed(lambda ex=ex: d2l.internalize([ex.context]), device)
-        out, t_gen = timed(lambda a=adapters: d2l.generate([NIAH_QUESTION], a, max_new_tokens=8)[0], device)
+        out, t_gen = timed(lambda a=adapters: d2l.generate([NIAH_QUESTION], a, max_new_tokens=16)[0], device)
         icl, t_icl = timed(
             lambda ex=ex: generate(d2l.base_model, tok, [f"{ex.context}\n\n{NIAH_QUESTION}"], device)[0],
             device,

@@ -88,15 +88,17 @@ def measured_kv_bytes(model, n_tokens: int) -> int:
     return total
 
 
-def niah_at_4x() -> dict | None:
+def niah_at_4x(out_dir: str | None) -> dict | None:
     """4x-window NIAH accuracy with the rank budget, from the NIAH benchmark's JSON if present."""
-    for name in ("niah_gpu.json", "niah.json", "niah_quick.json"):
-        path = RESULTS / name
+    folders = [Path(out_dir)] if out_dir else []
+    for path in (
+        f / n for f in [*folders, RESULTS] for n in ("niah_gpu.json", "niah.json", "niah_quick.json")
+    ):
         if path.exists():
             data = json.loads(path.read_text())
             budget = data.get("rank_budget_eval")
             if budget:
-                return {"source": name, **budget}
+                return {"source": str(path), **budget}
     return None
 
 
@@ -153,7 +155,7 @@ def main() -> None:
         "rows": rows,
         "target": "at 128K tokens the adapter (with the rank budget) is at most 1/250 of the KV cache",
         "target_met_128k": {r["model"]: r["kv_over_adapter_budget"] >= 250 for r in at_128k},
-        "niah_4x_with_rank_budget": niah_at_4x(),
+        "niah_4x_with_rank_budget": niah_at_4x(args.out_dir),
     }
     print(f"wrote {write_result('memory', payload, args.out_dir)}")
 

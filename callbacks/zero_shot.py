@@ -107,6 +107,12 @@ class ZeroShotTaskEvaluation(L.Callback):
             len(references), 1
         )
 
+    def score_prompts(
+        self, module: Any, task: Any, prompts: list[str], references: list[str], adapters: LoRABatch | None = None
+    ) -> float:
+        """Mean score of ``module``'s answers to ``prompts`` (optionally with ``adapters``), e.g. for other baselines."""
+        return self._score(task, self._answers(module, task, prompts, adapters), references)
+
     def evaluate(self, module: Any, corpus: Any) -> dict[str, dict[str, float]]:
         """``{method: {task: score}}`` for the T2L adapters (and baselines on the first call)."""
         results: dict[str, dict[str, float]] = {"t2l": {}}

@@ -160,8 +160,8 @@ def prompt_cost(
                 model(input_ids=ids, logits_to_keep=1)
 
         fwd(ids1)  # warm-up
-        t_zero = statistics.median(time_call(lambda: fwd(ids0), device) for _ in range(repeats))
-        t_shot = statistics.median(time_call(lambda: fwd(ids1), device) for _ in range(repeats))
+        t_zero = statistics.median(time_call(lambda ids=ids0: fwd(ids), device) for _ in range(repeats))
+        t_shot = statistics.median(time_call(lambda ids=ids1: fwd(ids), device) for _ in range(repeats))
         walls.append(t_shot - t_zero)
     return {
         "non_embedding_params": p_non_emb,

@@ -8,7 +8,9 @@ from typing import Any
 BASELINES = ("base", "base_with_description", "base_3shot", "multitask", "oracle")
 
 
-def group_means(scores: dict[str, dict[str, float]], groups: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+def group_means(
+    scores: dict[str, dict[str, float]], groups: dict[str, list[str]]
+) -> dict[str, dict[str, Any]]:
     """``{method: {"held_out": mean, "seen": mean, "n_held_out": k, "n_seen": k}}`` over the tasks scored."""
     out: dict[str, dict[str, Any]] = {}
     for method, per_task in scores.items():
@@ -66,7 +68,8 @@ def targets(
         ),
         "any_t2l_sft_beats_base_with_description_and_multitask_on_held_out": (
             any(per_method[m]["beats_description_and_multitask_on_held_out"] for m in sft)
-            if sft and all(per_method[m]["beats_description_and_multitask_on_held_out"] is not None for m in sft)
+            if sft
+            and all(per_method[m]["beats_description_and_multitask_on_held_out"] is not None for m in sft)
             else None
         ),
         "t2l_within_2_points_of_oracle_on_seen": primary_entry.get("within_2_points_of_oracle_on_seen"),
@@ -104,7 +107,9 @@ def plot(means: dict[str, dict[str, Any]], path: Path, title: str) -> Path:
     for k, (group, color) in enumerate((("held_out", "tab:blue"), ("seen", "tab:orange"))):
         values = [100 * (means[m].get(group) or 0.0) for m in methods]
         missing = [means[m].get(group) is None for m in methods]
-        bars = ax.bar([i + (k - 0.5) * width for i in x], values, width, label=group.replace("_", "-"), color=color)
+        bars = ax.bar(
+            [i + (k - 0.5) * width for i in x], values, width, label=group.replace("_", "-"), color=color
+        )
         for bar, miss in zip(bars, missing):
             if miss:
                 bar.set_alpha(0.0)

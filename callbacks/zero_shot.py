@@ -108,7 +108,12 @@ class ZeroShotTaskEvaluation(L.Callback):
         )
 
     def score_prompts(
-        self, module: Any, task: Any, prompts: list[str], references: list[str], adapters: LoRABatch | None = None
+        self,
+        module: Any,
+        task: Any,
+        prompts: list[str],
+        references: list[str],
+        adapters: LoRABatch | None = None,
     ) -> float:
         """Mean score of ``module``'s answers to ``prompts`` (optionally with ``adapters``), e.g. for other baselines."""
         return self._score(task, self._answers(module, task, prompts, adapters), references)

@@ -17,23 +17,23 @@ def _lora_hook(a: Tensor, b: Tensor, scale: float, adapter_index: Tensor | None)
 
     def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
         x = args[0]
-        rows = x.shape[0]
-        aa, bb = a.to(x.dtype), b.to(x.dtype)
+        rows, d_in, d_out = x.shape[0], x.shape[-1], output.shape[-1]
+        # The scale goes into the small B factor, and the add is fused into the second matmul (baddbmm).
+        aa, bb = a.to(x.dtype), (b * scale).to(x.dtype)
         if adapter_index is not None:
             # Arbitrary row -> adapter map: one copy of A/B per row (never per token).
             idx = adapter_index.to(x.device)
-            h = torch.matmul(x.reshape(rows, -1, x.shape[-1]), aa[idx].transpose(1, 2))
-            delta = torch.matmul(h, bb[idx].transpose(1, 2))
+            aa, bb, groups = aa[idx], bb[idx], rows
         else:
             if rows % n:
                 raise RuntimeError(
                     f"apply_lora: the batch has {rows} rows but {n} adapters; rows must be a multiple of the "
                     "adapters (consecutive groups share one) or pass adapter_index."
                 )
-            # Consecutive groups of rows share one adapter: fold them into the token axis.
-            xs = x.reshape(n, -1, x.shape[-1])
-            delta = torch.matmul(torch.matmul(xs, aa.transpose(1, 2)), bb.transpose(1, 2))
-        return output + scale * delta.reshape(output.shape)
+            groups = n  # consecutive groups of rows share one adapter: fold them into the token axis
+        h = torch.bmm(x.reshape(groups, -1, d_in), aa.transpose(1, 2))
+        out = torch.baddbmm(output.reshape(groups, -1, d_out), h, bb.transpose(1, 2))
+        return out.view(output.shape)
 
     return hook
 

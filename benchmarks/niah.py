@@ -22,6 +22,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
@@ -213,6 +214,15 @@ def main() -> None:
     p.add_argument("--save-model", default=None, help="directory for DocToLoRA.save_pretrained")
     p.add_argument("--out-dir", default=None)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--eval-every", type=int, help="steps between exact-match checks at 1K tokens")
+    p.add_argument("--curriculum-steps", type=int, help="steps of the needle-only -> haystack ramp")
+    p.add_argument("--max-chunks", type=int, default=8, help="training samples 1..K chunks per context")
+    p.add_argument("--name", default=None, help="result file name (default niah[_quick|_smoke][_gpu])")
+    p.add_argument(
+        "--ckpt-dir", default=None, help="checkpoint every 100 steps here (last.ckpt) for long runs"
+    )
+    p.add_argument("--resume", default=None, help="a checkpoint to resume from (e.g. CKPT_DIR/last.ckpt)")
     args = p.parse_args()
     size = dict(SIZES["quick" if args.quick else "full"])
     if args.smoke:
@@ -225,7 +235,7 @@ def main() -> None:
             icl_samples=2,
             curriculum_steps=2,
         )
-    for key in ("max_steps", "max_minutes", "batch_size"):
+    for key in ("max_steps", "max_minutes", "batch_size", "eval_every", "curriculum_steps", "lr"):
         if getattr(args, key) is not None:
             size[key] = getattr(args, key)
     gpu = torch.cuda.is_available()
@@ -254,7 +264,7 @@ def main() -> None:
         train_lengths=(32, 256),
         val_bins=[],
         batch_size=size["batch_size"],
-        max_chunks=8,
+        max_chunks=args.max_chunks,
         min_chunk_tokens=25,
         needle_only_prob=1.0,
         with_teacher=args.objective == "distill",
@@ -269,14 +279,19 @@ def main() -> None:
         max_time={"minutes": size["max_minutes"]},
         gradient_clip_val=1.0,
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=bool(args.ckpt_dir),
         enable_progress_bar=not gpu,
         num_sanity_val_steps=0,
-        callbacks=[NeedleCurriculum(1.0, 0.1, size["curriculum_steps"]), rec],
+        callbacks=[NeedleCurriculum(1.0, 0.1, size["curriculum_steps"]), rec]
+        + (
+            [ModelCheckpoint(args.ckpt_dir, every_n_train_steps=100, save_top_k=1, save_last=True)]
+            if args.ckpt_dir
+            else []
+        ),
         log_every_n_steps=10,
     )
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=data)
+    trainer.fit(module, datamodule=data, ckpt_path=args.resume)
     wall = time.perf_counter() - t0
     rec.evaluate(trainer, module)  # the final point of the curve
     if args.save_model:
@@ -317,7 +332,7 @@ def main() -> None:
         ">=95% at every bin up to 1x": bool(upto) and min(upto) >= 0.95,
         ">=90% at 4x and 5x": bool(beyond) and min(beyond) >= 0.90,
     }
-    name = (
+    name = args.name or (
         "niah" + ("_quick" if args.quick else "") + ("_smoke" if args.smoke else "") + ("_gpu" if gpu else "")
     )
     out_dir = Path(args.out_dir) if args.out_dir else Path(__file__).resolve().parent / "results"
@@ -331,7 +346,7 @@ def main() -> None:
             "targets": ["down_proj"],
             "rank": 8,
             "train_lengths": [32, 256],
-            "max_chunks": 8,
+            "max_chunks": args.max_chunks,
             "chunk_length": chunk_length,
             "curriculum": "needle-only prob 1.0 -> 0.1",
             "seed": 0,

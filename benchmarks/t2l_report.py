@@ -113,6 +113,8 @@ def plot(means: dict[str, dict[str, Any]], path: Path, title: str) -> Path:
         for bar, miss in zip(bars, missing):
             if miss:
                 bar.set_alpha(0.0)
+        labels = ["" if miss else f"{v:.0f}" for v, miss in zip(values, missing)]
+        ax.bar_label(bars, labels=labels, fontsize=7, padding=1)
     ax.set_xticks(list(x))
     ax.set_xticklabels(methods, rotation=30, ha="right")
     ax.set_ylabel("exact match (%)")

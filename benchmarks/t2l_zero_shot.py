@@ -345,6 +345,11 @@ class Bench:
             "notes": self.notes(),
         }  # fmt: skip
         self.path = write_result(self.name, payload, self.args.out_dir)
+        self.png = plot(
+            means,
+            self.path.with_suffix(".png"),
+            f"Text-to-LoRA, built-in corpus ({self.size}, {self.device.type})",
+        )
         return payload
 
     def notes(self) -> str:
@@ -401,8 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.train_baselines()
     bench.train_t2l()
     payload = bench.write(complete=True)
-    png = bench.path.with_suffix(".png")
-    plot(payload["means"], png, f"Text-to-LoRA on the built-in corpus ({size}, {bench.device.type})")
+    png = bench.png
     print(summary_table(payload["means"]))
     t = payload["targets"]
     print(f"adapter FLOPs {bench.costs.get('adapter', {}).get('flops')}, 3-shot extra FLOPs/query "

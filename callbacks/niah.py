@@ -10,8 +10,9 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from lora_hyper.data_modules.niah_protocol import extract_number, niah_examples, resolve_length
 from torchmetrics.aggregation import MeanMetric
+
+from lora_hyper.data_modules.niah_protocol import extract_number, niah_examples, resolve_length
 
 DEFAULT_BINS: tuple[int | str, ...] = (256, 1024, 4096, "1x")
 CSV_FIELDS = ("bin", "n_tokens", "accuracy", "n")

@@ -24,10 +24,10 @@ from typing import Any
 
 import lightning as L
 import torch
-from lora_hyper.data_modules.task_corpus import TaskCorpus, split_descriptions
-from lora_hyper.data_modules.task_sampler import EpochSampler, _identity
 from torch.utils.data import DataLoader, Dataset
 
+from lora_hyper.data_modules.task_corpus import TaskCorpus, split_descriptions
+from lora_hyper.data_modules.task_sampler import EpochSampler, _identity
 from lora_hyper.lora import LoRABatch, load_peft
 from lora_hyper.lora.peft_io import CONFIG_NAME
 

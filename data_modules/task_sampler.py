@@ -8,9 +8,10 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
 from lora_hyper.data_modules.collate import IGNORE_INDEX, collate_lm, lm_example
 from lora_hyper.data_modules.task_corpus import BUILTIN, Task, TaskCorpus
-from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 def _identity(batch: Any) -> Any:

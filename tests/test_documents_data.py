@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from lora_hyper.data_modules.collate import IGNORE_INDEX
 from lora_hyper.data_modules.documents import DocumentQADataModule, load_datasets_split, read_jsonl
 

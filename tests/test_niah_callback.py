@@ -8,9 +8,10 @@ import re
 import lightning as L
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
+
 from lora_hyper.callbacks.niah import NIAHEvaluation, evaluate_niah, niah_metrics, write_niah_report
 from lora_hyper.data_modules.niah import NIAH_QUESTION
-from torch.utils.data import DataLoader, TensorDataset
 
 
 class FakeD2L(L.LightningModule):

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+
 from lora_hyper.data_modules.collate import IGNORE_INDEX
 from lora_hyper.data_modules.niah import (
     NIAH_QUESTION,

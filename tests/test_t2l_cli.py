@@ -15,15 +15,6 @@ from lora_hyper.text_to_lora import TextToLoRA
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes" / "t2l").glob("*.yaml"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run many small ops: one thread avoids OpenMP barrier stalls on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def t2l_dir(tiny_llama_dir, tmp_path_factory):
     """A saved Text-to-LoRA model with perturbed heads (so adapters are not zero)."""

@@ -52,15 +52,6 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LORA_HYPER_CACHE", str(tmp_path / "cache"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run many small ops: one thread avoids OpenMP barrier stalls on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _spec(model, targets=("q_proj", "v_proj"), rank=4):
     return LoRASpec(list(targets), rank, scale=2.0).discover(model)
 

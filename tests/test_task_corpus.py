@@ -9,6 +9,7 @@ import types
 import pytest
 import torch
 import yaml
+
 from lora_hyper.data_modules.collate import IGNORE_INDEX
 from lora_hyper.data_modules.task_corpus import TaskCorpus, TaskCorpusDataModule, load_records, score
 

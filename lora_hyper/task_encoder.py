@@ -182,12 +182,10 @@ class TaskEncoder:
                 if k in ("input_ids", "attention_mask", "token_type_ids")
             }
             if self.name == BASE_ENCODER:
-                out = model(
-                    input_ids=enc["input_ids"],
-                    attention_mask=enc["attention_mask"],
-                    output_hidden_states=True,
-                )
-                hidden = out.hidden_states[-1]
+                # The decoder stack only: the LM head's vocabulary projection is not needed for pooling.
+                decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+                out = decoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+                hidden = out.last_hidden_state
             else:
                 hidden = model(**enc).last_hidden_state
             pooled = pool_hidden(hidden.float(), enc["attention_mask"], self.pooling)

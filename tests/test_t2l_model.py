@@ -434,3 +434,25 @@ def test_pipeline_with_trainer(llama_dir, encoder_dir, tmp_path):
     )
     trainer = fit(sft, TaskCorpusDataModule(**corpus_args, tasks_per_batch=2, steps_per_epoch=2))
     assert trainer.global_step == 2 and torch.isfinite(trainer.callback_metrics["train/loss"])
+
+
+def test_base_llm_task_encoder_pools_last_real_token(tiny_llama):
+    """'base' encoder: last real token of the decoder's final (normed) hidden state, unit length x sqrt(d)."""
+    import math
+
+    from lora_hyper.task_encoder import TaskEncoder
+
+    model, tok = tiny_llama
+    enc = TaskEncoder("base", model=model, tokenizer=tok, disk_cache=False)
+    texts = ["Reverse the words.", "Sort the list of numbers in ascending order."]
+    got = enc.encode(texts)
+    assert got.shape == (2, model.config.hidden_size)
+    torch.testing.assert_close(got.norm(dim=-1), torch.full((2,), math.sqrt(model.config.hidden_size)))
+    for i, text in enumerate(texts):
+        ids = tok(text, return_tensors="pt")
+        with torch.no_grad():
+            last = model(**ids, output_hidden_states=True).hidden_states[-1][0, -1]
+        expected = torch.nn.functional.normalize(last, dim=-1) * math.sqrt(last.numel())
+        torch.testing.assert_close(got[i], expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="needs the base model"):
+        TaskEncoder("base")

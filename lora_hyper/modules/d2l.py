@@ -11,7 +11,8 @@ from torch import Tensor
 
 from lora_hyper.base_model import load_base_model, native_window
 from lora_hyper.context_encoder import ContextEncoder
-from lora_hyper.doc_to_lora import generate_answers, internalize_documents
+from lora_hyper.doc_to_lora import internalize_documents
+from lora_hyper.generation import generate_answers
 from lora_hyper.hypernets.d2l import DocToLoRAHypernet, DocToLoRAHypernetConfig
 from lora_hyper.lora import LoRABatch, LoRASpec
 from lora_hyper.losses import factor_l1, mean_by_group, per_sample_ce, topk_distill_per_sample

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from lora_hyper.data_modules.collate import chat_prompt_ids, pad_left
+from lora_hyper.generation import generate_answers
 from lora_hyper.hypernets.t2l import T2LHypernetConfig, TextToLoRAHypernet
-from lora_hyper.lora import LoRABatch, LoRASpec, apply_lora, load_peft
+from lora_hyper.lora import LoRABatch, LoRASpec, load_peft
 from lora_hyper.losses import factor_l2, reconstruction_l1
 from lora_hyper.modules.base import HypernetModule
 from lora_hyper.task_encoder import BASE_ENCODER, DEFAULT_ENCODER, TaskEncoder
@@ -201,20 +201,15 @@ class TextToLoRAModule(HypernetModule):
         if not prompts:
             raise ValueError("generate needs at least one prompt.")
         self.load_base()
-        tok, model = self.tokenizer, self.base_model
-        ids, mask = pad_left([chat_prompt_ids(tok, p, system) for p in prompts], tok.pad_token_id)
-        device = next(model.parameters()).device
-        generate_kwargs.setdefault("do_sample", False)
-        generate_kwargs.setdefault("pad_token_id", tok.pad_token_id)
-        ctx = apply_lora(model, adapters.to(device)) if adapters is not None else nullcontext()
-        with ctx:
-            out = model.generate(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                max_new_tokens=max_new_tokens,
-                **generate_kwargs,
-            )
-        return [t.strip() for t in tok.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)]
+        return generate_answers(
+            self.base_model,
+            self.tokenizer,
+            prompts,
+            adapters,
+            max_new_tokens,
+            system=system,
+            **generate_kwargs,
+        )
 
     # ------------------------------------------------------------------ objectives
     @contextmanager

@@ -29,6 +29,7 @@ from common import sync, write_result  # noqa: E402
 
 from lora_hyper.base_model import load_base_model  # noqa: E402
 from lora_hyper.data_modules.collate import collate_lm, lm_example  # noqa: E402
+from lora_hyper.data_modules.doc_batch import context_prompt  # noqa: E402
 from lora_hyper.data_modules.niah_protocol import (  # noqa: E402
     NIAH_QUESTION,
     QUESTION_VARIANTS,
@@ -36,6 +37,12 @@ from lora_hyper.data_modules.niah_protocol import (  # noqa: E402
     niah_examples,
 )
 from lora_hyper.doc_to_lora import DocToLoRA  # noqa: E402
+from lora_hyper.generation import generate_answers  # noqa: E402
+
+
+def generate(model, tok, prompts: list[str], max_new_tokens: int = 16) -> list[str]:
+    """Greedy chat answers of a plain or PEFT-wrapped model (room for a full sentence around the number)."""
+    return generate_answers(model, tok, prompts, None, max_new_tokens)
 
 
 def timed(fn, device):
@@ -52,10 +59,8 @@ def context_distillation(base, tok, doc: str, answer: str, args, device) -> dict
 
     t0 = time.perf_counter()
     questions = [NIAH_QUESTION, *QUESTION_VARIANTS]
-    with_doc = [f"{doc}\n\n{q}" for q in questions]
-    teacher = generate(
-        base, tok, with_doc, device
-    )  # the base model's own answers with the document in context
+    with_doc = [context_prompt(doc, q) for q in questions]
+    teacher = generate(base, tok, with_doc)  # the base model's own answers with the document in context
     rows = [lm_example(tok, q, a.strip()) for q, a in zip(questions, teacher)]
     batch = {k: v.to(device) for k, v in collate_lm(rows, tok.pad_token_id).items()}
     cfg = LoraConfig(
@@ -76,7 +81,7 @@ def context_distillation(base, tok, doc: str, answer: str, args, device) -> dict
             steps += 1
             if steps % args.cd_check_every == 0:
                 model.eval()
-                out = generate(model, tok, [NIAH_QUESTION], device)[0]
+                out = generate(model, tok, [NIAH_QUESTION])[0]
                 if extract_number(out) == answer:
                     correct = True
                     break
@@ -90,19 +95,6 @@ def context_distillation(base, tok, doc: str, answer: str, args, device) -> dict
         "teacher": teacher[0],
         "output": out,
     }
-
-
-@torch.no_grad()
-def generate(model, tok, prompts: list[str], device, max_new_tokens: int = 16) -> list[str]:
-    enc = tok.apply_chat_template(
-        [[{"role": "user", "content": p}] for p in prompts],
-        add_generation_prompt=True,
-        padding=True,
-        return_tensors="pt",
-        return_dict=True,
-    ).to(device)
-    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-    return tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
 def main() -> None:
@@ -131,7 +123,7 @@ def main() -> None:
         adapters, t_int = timed(lambda ex=ex: d2l.internalize([ex.context]), device)
         out, t_gen = timed(lambda a=adapters: d2l.generate([NIAH_QUESTION], a, max_new_tokens=16)[0], device)
         icl, t_icl = timed(
-            lambda ex=ex: generate(d2l.base_model, tok, [f"{ex.context}\n\n{NIAH_QUESTION}"], device)[0],
+            lambda ex=ex: generate(d2l.base_model, tok, [context_prompt(ex.context, NIAH_QUESTION)])[0],
             device,
         )
         rows.append(

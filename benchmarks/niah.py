@@ -30,6 +30,7 @@ from common import write_result  # noqa: E402
 from lora_hyper.callbacks.curriculum import NeedleCurriculum  # noqa: E402
 from lora_hyper.callbacks.niah import evaluate_niah  # noqa: E402
 from lora_hyper.data_modules.collate import chat_prompt_ids  # noqa: E402
+from lora_hyper.data_modules.doc_batch import context_prompt  # noqa: E402
 from lora_hyper.data_modules.niah import NIAHDataModule  # noqa: E402
 from lora_hyper.data_modules.niah_protocol import NIAH_QUESTION, extract_number, niah_examples  # noqa: E402
 from lora_hyper.doc_to_lora import DocToLoRA  # noqa: E402
@@ -131,7 +132,7 @@ def base_in_context(
     rows = []
     for n in bins:
         examples = niah_examples(tok, n, samples, seed=1234, split="icl")
-        prompts = [f"{ex.context}\n\n{NIAH_QUESTION}" for ex in examples]
+        prompts = [context_prompt(ex.context, NIAH_QUESTION) for ex in examples]
         longest = max(len(chat_prompt_ids(tok, p)) for p in prompts[:2])
         if longest + 8 > window:
             rows.append(

@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 
+from lora_hyper.data_modules.task_sampler import description_prompt
 from lora_hyper.lora import LoRABatch, load_peft
 
 METHODS = ("t2l", "base", "base_with_description", "multitask", "oracle")
@@ -139,7 +140,7 @@ class ZeroShotTaskEvaluation(L.Callback):
                 continue
             b = self._baselines
             b["base"][name] = self._score(task, self._answers(module, task, prompts, None), refs)
-            with_desc = [f"{d}\n\n{p}" for d in descriptions for p in prompts]
+            with_desc = [description_prompt(d, p) for d in descriptions for p in prompts]
             b["base_with_description"][name] = self._score(
                 task, self._answers(module, task, with_desc, None), refs * len(descriptions)
             )

@@ -18,6 +18,11 @@ def _identity(batch: Any) -> Any:
     return batch
 
 
+def description_prompt(description: str, prompt: str) -> str:
+    """The user message of the description-in-prompt baseline: the description, a blank line, the input."""
+    return f"{description}\n\n{prompt}"
+
+
 def encode_row(
     tokenizer: Any,
     task: Task,
@@ -28,7 +33,7 @@ def encode_row(
     max_length: int | None,
 ) -> tuple[list[int], list[int]]:
     """``(input_ids, labels)`` of one example in the task's chat format, truncated on the left to ``max_length``."""
-    user = f"{description}\n\n{example_prompt}" if description_in_prompt else example_prompt
+    user = description_prompt(description, example_prompt) if description_in_prompt else example_prompt
     ids, labels = lm_example(tokenizer, user, response, task.system_message)
     if max_length is not None and len(ids) > max_length:
         ids, labels = ids[-max_length:], labels[-max_length:]

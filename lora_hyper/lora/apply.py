@@ -11,15 +11,15 @@ from torch import Tensor, nn
 from lora_hyper.lora.batch import LoRABatch
 
 
-def _lora_hook(a: Tensor, b: Tensor, scale: float, adapter_index: Tensor | None):
-    """Forward hook adding ``scale * B(A x)`` per sample; ``a``: [n, r, in], ``b``: [n, out, r]."""
+def _lora_hook(a: Tensor, b: Tensor, adapter_index: Tensor | None):
+    """Forward hook adding ``B(A x)`` per sample; ``a``: [n, r, in], ``b``: [n, out, r] with the scale folded in."""
     n = a.shape[0]
 
     def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
         x = args[0]
         rows, d_in, d_out = x.shape[0], x.shape[-1], output.shape[-1]
-        # The scale goes into the small B factor, and the add is fused into the second matmul (baddbmm).
-        aa, bb = a.to(x.dtype), (b * scale).to(x.dtype)
+        # The add is fused into the second matmul (baddbmm).
+        aa, bb = a.to(x.dtype), b.to(x.dtype)
         if adapter_index is not None:
             # Arbitrary row -> adapter map: one copy of A/B per row (never per token).
             idx = adapter_index.to(x.device)
@@ -67,6 +67,8 @@ def apply_lora(model: nn.Module, lora: LoRABatch, adapter_index: Tensor | None =
     handles = []
     try:
         for m in spec.target_modules:
+            # The scale goes into the small B factor once here, not in every forward (generate runs many).
+            b_scaled = lora.B[m] * float(lora.scale)
             for layer in range(spec.n_layers):
                 name = spec.module_name(m, layer)
                 target = modules.get(name)
@@ -74,7 +76,7 @@ def apply_lora(model: nn.Module, lora: LoRABatch, adapter_index: Tensor | None =
                     raise ValueError(
                         f"apply_lora: module {name!r} not found; was the spec discovered on this model?"
                     )
-                hook = _lora_hook(lora.A[m][:, layer], lora.B[m][:, layer], float(lora.scale), adapter_index)
+                hook = _lora_hook(lora.A[m][:, layer], b_scaled[:, layer], adapter_index)
                 handles.append(target.register_forward_hook(hook))
         yield model
     finally:

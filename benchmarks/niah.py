@@ -14,6 +14,7 @@ hypernetwork with ``save_pretrained``; writes benchmarks/results/niah[_quick|_gp
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -91,7 +92,43 @@ class Recorder(L.Callback):
         self.eval_seconds = 0.0
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self.t0 = time.perf_counter()
+        step = trainer.global_step  # a resumed run: drop points recorded after the checkpoint was written
+        self.losses = [x for x in self.losses if x[0] <= step]
+        kept = [e for e in self.evals if e["step"] <= step]
+        if self.prepended and len(kept) < len(self.evals):
+            self.wall_offset = self.prior_wall_s = kept[-1]["train_wall_s"] if kept else 0.0
+        self.evals = kept
+        self.t0 = time.perf_counter() - self.wall_offset
+
+    wall_offset = 0.0  # training wall time of earlier (resumed-from) runs
+    prior_wall_s = 0.0  # their whole fit() wall time, evaluation checks included
+    prepended = False
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in checkpoints so a resumed run continues one curve."""
+        wall = time.perf_counter() - self.t0
+        return {
+            "losses": self.losses,
+            "evals": self.evals,
+            "wall_s": wall,
+            "eval_seconds": self.eval_seconds,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.losses = [tuple(x) for x in state["losses"]]
+        self.evals = list(state["evals"])
+        self.eval_seconds = float(state["eval_seconds"])
+        self.wall_offset = float(state["wall_s"])
+        self.prior_wall_s = self.wall_offset  # cumulative training wall time at the checkpoint
+
+    def prepend(self, prior: dict[str, Any]) -> None:
+        """Continue the curve of an earlier result JSON (a run resumed from a checkpoint without curve state)."""
+        training = prior["training"]
+        self.losses = [tuple(x) for x in training["loss_curve"]] + self.losses
+        self.evals = [{"n": 4, **e} for e in training["eval_curve_1k"]] + self.evals
+        self.wall_offset = float(training["eval_curve_1k"][-1]["train_wall_s"])
+        self.prior_wall_s = float(training["wall_s"])
+        self.prepended = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
@@ -112,7 +149,12 @@ class Recorder(L.Callback):
         self.eval_seconds += time.perf_counter() - t
         train_wall = time.perf_counter() - self.t0 - self.eval_seconds
         self.evals.append(
-            {"step": trainer.global_step, "train_wall_s": train_wall, "accuracy": res["acc_mean"]}
+            {
+                "step": trainer.global_step,
+                "train_wall_s": train_wall,
+                "accuracy": res["acc_mean"],
+                "n": self.samples,
+            }
         )
         print(
             f"[niah] step {trainer.global_step}: exact match at {self.bin} tokens = {res['acc_mean']:.2f}",
@@ -224,6 +266,19 @@ def main() -> None:
         "--ckpt-dir", default=None, help="checkpoint every 100 steps here (last.ckpt) for long runs"
     )
     p.add_argument("--resume", default=None, help="a checkpoint to resume from (e.g. CKPT_DIR/last.ckpt)")
+    p.add_argument(
+        "--prior-result",
+        default=None,
+        help="result JSON of the run that wrote --resume's checkpoint, when that checkpoint has no curve state",
+    )
+    p.add_argument("--eval-samples", type=int, help="haystacks per exact-match check during training")
+    p.add_argument(
+        "--bins", help="comma-separated haystack lengths for the final evaluation, e.g. 256,1024,40960"
+    )
+    p.add_argument("--samples-per-bin", type=int, help="haystacks per bin in the final evaluation")
+    p.add_argument(
+        "--icl-samples", type=int, help="haystacks per bin for the base model with them in its prompt"
+    )
     args = p.parse_args()
     size = dict(SIZES["quick" if args.quick else "full"])
     if args.smoke:
@@ -236,7 +291,20 @@ def main() -> None:
             icl_samples=2,
             curriculum_steps=2,
         )
-    for key in ("max_steps", "max_minutes", "batch_size", "eval_every", "curriculum_steps", "lr"):
+    for key in (
+        "max_steps",
+        "max_minutes",
+        "batch_size",
+        "eval_every",
+        "curriculum_steps",
+        "lr",
+        "eval_samples",
+    ):
+        if getattr(args, key) is not None:
+            size[key] = getattr(args, key)
+    if args.bins:
+        size["bins"] = [int(b) for b in args.bins.split(",")]
+    for key in ("samples_per_bin", "icl_samples"):
         if getattr(args, key) is not None:
             size[key] = getattr(args, key)
     gpu = torch.cuda.is_available()
@@ -272,6 +340,8 @@ def main() -> None:
         seed=0,
     )
     rec = Recorder(size["eval_every"], 1024, size["eval_samples"], chunk_length)
+    if args.prior_result:
+        rec.prepend(json.loads(Path(args.prior_result).read_text()))
     trainer = L.Trainer(
         accelerator="gpu" if gpu else "cpu",
         devices=1,
@@ -351,11 +421,13 @@ def main() -> None:
             "chunk_length": chunk_length,
             "curriculum": "needle-only prob 1.0 -> 0.1",
             "seed": 0,
+            "resumed_from": args.resume,
             "hypernet_params": sum(p.numel() for p in module.hypernet.parameters()),
         },
         "training": {
             "steps": trainer.global_step,
-            "wall_s": wall,
+            "wall_s": wall + rec.prior_wall_s,
+            "wall_s_this_run": wall,
             "loss_curve": rec.losses[:: max(1, len(rec.losses) // 400)],
             "eval_curve_1k": rec.evals,
             "reached_90pct_at_1k": reached,

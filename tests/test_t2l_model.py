@@ -117,6 +117,25 @@ def test_per_sample_independence(tiny_llama, head_size):
         assert not torch.allclose(batch.B[m][0], batch.B[m][1])  # different tasks, different adapters
 
 
+@pytest.mark.parametrize("head_size", ["L", "M", "S"])
+def test_head_multiplier_scales_the_learned_part(tiny_llama, head_size):
+    spec = _spec(tiny_llama[0])
+    assert _hypernet(spec, head_size).config.resolved_head_multiplier == pytest.approx(24**-0.5)
+    one = _perturb(_hypernet(spec, head_size, head_multiplier=1.0)).eval()
+    half = _hypernet(spec, head_size, head_multiplier=0.5).eval()
+    half.load_state_dict(one.state_dict())
+    fresh = _hypernet(spec, head_size).eval()
+    fresh.load_state_dict(one.state_dict())
+    for p in fresh.heads.parameters():  # weights zero: only the (shared) bias is left
+        p.data.zero_()
+    emb = torch.randn(2, 16)
+    a, b, base = one(emb), half(emb), fresh(emb)
+    for m in spec.target_modules:
+        torch.testing.assert_close(b.A[m] - base.A[m], 0.5 * (a.A[m] - base.A[m]), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(b.B[m] - base.B[m], 0.5 * (a.B[m] - base.B[m]), atol=1e-6, rtol=1e-5)
+        assert not torch.allclose(a.B[m], base.B[m])
+
+
 def test_bad_config_and_module_errors(tiny_llama):
     spec = _spec(tiny_llama[0])
     with pytest.raises(ValueError, match="Unknown head size 'XL'"):
@@ -214,7 +233,7 @@ def trained_sft(llama_dir, encoder_dir, tmp_path_factory):
     module.train()
     with torch.no_grad():
         before = torch.stack([module.sft_loss(b)[0] for b in batches]).mean().item()
-    _train(module, module.sft_loss, batches, steps=60, lr=3e-3)
+    _train(module, module.sft_loss, batches, steps=100, lr=3e-3)
     module.eval()
     with torch.no_grad():
         after = torch.stack([module.sft_loss(b)[0] for b in batches]).mean().item()

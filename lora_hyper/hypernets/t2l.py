@@ -28,6 +28,11 @@ class T2LHypernetConfig:
         output_zscore: outputs are z-scores of library adapters (statistics held as buffers, set by
             :meth:`TextToLoRAHypernet.set_output_stats`).
         residual_rank: rank of a fixed adapter added to every generated one (``None``: no residual).
+        head_multiplier: factor on the heads' (zero-initialised) weight output; ``None`` -> ``1/sqrt(head_in)``.
+            Under Adam a head weight moves ~lr per step in a direction shared by all ``head_in`` inputs, so
+            without it each generated LoRA entry moves ~``lr * head_in`` times faster than directly trained
+            LoRA weights (measured: T2L-SFT loss 6.6 -> 16 in 20 steps at lr 1e-3); ``1.0`` is the old
+            behaviour.
     """
 
     spec: dict[str, Any] = field(default_factory=dict)
@@ -38,6 +43,11 @@ class T2LHypernetConfig:
     dropout: float = 0.05
     output_zscore: bool = False
     residual_rank: int | None = None
+    head_multiplier: float | None = None
+
+    @property
+    def resolved_head_multiplier(self) -> float:
+        return self.head_multiplier if self.head_multiplier is not None else self.head_in**-0.5
 
     def __post_init__(self) -> None:
         if self.head_size not in HEAD_SIZES:
@@ -186,21 +196,21 @@ class TextToLoRAHypernet(nn.Module):
         ).reshape(b * L, -1)
         h = self.block1(self.mixer(x))
         head, bias = self.heads[_key(module)], self.head_bias[_key(module)]
-        size = self.config.head_size
+        size, mult = self.config.head_size, self.config.resolved_head_multiplier
         if size == "L":
-            out = head(self.out_proj(self.block2(h))) + bias
+            out = mult * head(self.out_proj(self.block2(h))) + bias
             A = out[:, : r * d_in].reshape(b, L, r, d_in)
             B = out[:, r * d_in :].reshape(b, L, d_out, r)
         elif size == "M":
             hab = h[:, None] + self.ab_code[None]  # [bL, 2, latent]
-            out = head(self.out_proj(self.block2(hab))) + bias  # [bL, 2, r*wide]
+            out = mult * head(self.out_proj(self.block2(hab))) + bias  # [bL, 2, r*wide]
             A = out[:, 0, : r * d_in].reshape(b, L, r, d_in)
             B = out[:, 1, : d_out * r].reshape(b, L, d_out, r)
         else:
             hab = (
                 h[:, None, None] + self.ab_code[None, :, None] + self.rank_code.weight[None, None]
             )  # [bL, 2, r, latent]
-            out = head(self.out_proj(self.block2(hab))) + bias  # [bL, 2, r, wide]
+            out = mult * head(self.out_proj(self.block2(hab))) + bias  # [bL, 2, r, wide]
             A = out[:, 0, :, :d_in].reshape(b, L, r, d_in)
             B = out[:, 1, :, :d_out].reshape(b, L, r, d_out).transpose(2, 3)
         return A, B

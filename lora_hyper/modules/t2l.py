@@ -59,6 +59,8 @@ class TextToLoRAModule(HypernetModule):
         head_size: ``L``, ``M`` or ``S`` output heads.
         latent: trunk width of the hypernetwork (multiple of 4).
         head_in: width of the hidden state read by the heads.
+        head_multiplier: factor on the heads' weight output (``None``: ``1/sqrt(head_in)``, so a head step moves
+            the generated LoRA about as far as a step on LoRA weights would; ``1.0``: unscaled).
         dropout: dropout inside the hypernetwork trunk.
         task_encoder: sentence-embedding model (hub name or directory), ``"all-minilm-l6-v2"`` (packaged),
             or ``"base"`` (last-token pooling of the base LLM).
@@ -87,6 +89,7 @@ class TextToLoRAModule(HypernetModule):
         head_size: str = "L",
         latent: int = 128,
         head_in: int = 512,
+        head_multiplier: float | None = None,
         dropout: float = 0.05,
         task_encoder: str = DEFAULT_ENCODER,
         task_encoder_pooling: str | None = None,
@@ -155,6 +158,7 @@ class TextToLoRAModule(HypernetModule):
             emb_dim=self.encoder.dim,
             latent=hp.latent,
             head_in=hp.head_in,
+            head_multiplier=hp.head_multiplier,
             head_size=hp.head_size,
             dropout=hp.dropout,
             output_zscore=bool(hp.zscore),

@@ -30,7 +30,7 @@ test: setup lint
 	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) -m lora_hyper.demo
+	$(PY) -m lora_hyper.demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info outputs lightning_logs

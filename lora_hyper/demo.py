@@ -24,32 +24,23 @@ def read_niah_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def run(out: Path, max_steps: int | None = None) -> dict[str, object]:
-    """Every demo stage; returns the numbers of the printed summary."""
+def run(out: Path, max_steps: int | None = None, model: Path | None = None) -> dict[str, object]:
+    """Every demo stage (``model``: a saved DocToLoRA directory, skip training); returns the summary numbers."""
     from lora_hyper.assets import SAMPLE_DOCUMENT_ANSWER, SAMPLE_DOCUMENT_QUESTION, sample_document_path
     from lora_hyper.base_model import kv_cache_bytes
-    from lora_hyper.cli import main as cli
-    from lora_hyper.commands.export import export_checkpoint
     from lora_hyper.doc_to_lora import DocToLoRA
 
-    if not QUICKSTART.is_file():
-        raise FileNotFoundError(f"{QUICKSTART} is missing: run the demo from a source checkout (make demo).")
-    train_dir = out / "train"
-    print(
-        f"[demo] 1/4 training {QUICKSTART.relative_to(ROOT)} (CPU, training capped at 12 minutes) -> {train_dir}",
-        flush=True,
-    )
-    argv = ["fit", "--config", str(QUICKSTART), f"--trainer.default_root_dir={train_dir}"]
-    if max_steps is not None:
-        argv.append(f"--trainer.max_steps={max_steps}")
-    started = time.perf_counter()
-    cli(argv)
-    train_seconds = time.perf_counter() - started
-
-    model_dir = out / "model"
-    print(f"[demo] 2/4 exporting the checkpoint -> {model_dir}", flush=True)
-    export_checkpoint(newest(train_dir, "*.ckpt"), model_dir)
-
+    if model is not None:
+        if not (model / "doc_to_lora.json").is_file():
+            raise FileNotFoundError(
+                f"{model} is not a DocToLoRA model directory (no doc_to_lora.json): pass a folder written by "
+                "save_pretrained, e.g. benchmarks/niah.py --save-model DIR, or omit --model to train one."
+            )
+        print(f"[demo] 1-2/4 using the trained model {model} (no training)", flush=True)
+        model_dir, train_seconds, niah = model, 0.0, None
+    else:
+        model_dir, train_seconds = train_and_export(out, max_steps)
+        niah = read_niah_csv(newest(out / "train", "niah_final.csv"))
     print(
         "[demo] 3/4 internalizing the sample document (the question is asked WITHOUT it in the prompt)",
         flush=True,
@@ -68,7 +59,12 @@ def run(out: Path, max_steps: int | None = None) -> dict[str, object]:
     n_tokens = len(d2l.tokenizer(doc, add_special_tokens=False)["input_ids"])
     dtype_bytes = next(d2l.base_model.parameters()).element_size()
     kv = kv_cache_bytes(d2l.base_model.config, n_tokens, dtype_bytes)
-    niah = read_niah_csv(newest(train_dir, "niah_final.csv"))
+    if niah is None:  # the trained model's accuracy on the quickstart's bins, measured here
+        from lora_hyper.callbacks.niah import evaluate_niah
+
+        print("[demo] scoring NIAH at 128 / 512 / 2048 tokens (5 haystacks each)", flush=True)
+        res = evaluate_niah(d2l, bins=[128, 512, 2048], samples_per_bin=5, chunk_length=1024, batch_size=5)
+        niah = [{k: str(b[k]) for k in ("bin", "accuracy", "n")} for b in res["bins"]]
     return {
         "train_seconds": train_seconds,
         "niah": niah,
@@ -86,12 +82,39 @@ def run(out: Path, max_steps: int | None = None) -> dict[str, object]:
     }
 
 
+def train_and_export(out: Path, max_steps: int | None) -> tuple[Path, float]:
+    """Train the quickstart recipe on CPU and export its last checkpoint; returns (model dir, seconds)."""
+    from lora_hyper.cli import main as cli
+    from lora_hyper.commands.export import export_checkpoint
+
+    if not QUICKSTART.is_file():
+        raise FileNotFoundError(f"{QUICKSTART} is missing: run the demo from a source checkout (make demo).")
+    train_dir = out / "train"
+    print(
+        f"[demo] 1/4 training {QUICKSTART.relative_to(ROOT)} (CPU, training capped at 12 minutes) -> {train_dir}",
+        flush=True,
+    )
+    argv = ["fit", "--config", str(QUICKSTART), f"--trainer.default_root_dir={train_dir}"]
+    if max_steps is not None:
+        argv.append(f"--trainer.max_steps={max_steps}")
+    started = time.perf_counter()
+    cli(argv)
+    train_seconds = time.perf_counter() - started
+    model_dir = out / "model"
+    print(f"[demo] 2/4 exporting the checkpoint -> {model_dir}", flush=True)
+    export_checkpoint(newest(train_dir, "*.ckpt"), model_dir)
+    return model_dir, train_seconds
+
+
 def summary(r: dict) -> str:
     """The printed summary of a demo run."""
     from lora_hyper.commands.ask import human_bytes
 
     lines = ["", "=" * 72, "Doc-to-LoRA demo summary", "=" * 72]
-    lines.append(f"training:        {r['train_seconds'] / 60:.1f} min on CPU")
+    if r["train_seconds"]:
+        lines.append(f"training:        {r['train_seconds'] / 60:.1f} min on CPU")
+    else:
+        lines.append(f"training:        none (trained model {r['model_dir']})")
     lines.append("NIAH accuracy (exact match, haystack internalized, not in the prompt):")
     for row in r["niah"]:
         lines.append(f"  {row['bin']:>6} tokens: {float(row['accuracy']):.2f}  (n={row['n']})")
@@ -114,8 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lora_hyper.demo", description=__doc__)
     parser.add_argument("--out", default="outputs/demo", help="output folder (train logs, model, adapter)")
     parser.add_argument("--max-steps", type=int, default=None, help="override the recipe's training steps")
+    parser.add_argument(
+        "--model", default=None, help="a trained DocToLoRA directory (save_pretrained): skip training, use it"
+    )
     args = parser.parse_args(argv)
-    print(summary(run(Path(args.out), args.max_steps)))
+    print(summary(run(Path(args.out), args.max_steps, Path(args.model) if args.model else None)))
     return 0
 
 

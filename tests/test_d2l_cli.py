@@ -225,3 +225,17 @@ def test_bad_input_one_error_line_exit_2(case, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not out.exists()
+
+
+def test_demo_with_a_trained_model_skips_training(trained, tmp_path, capsys):
+    from lora_hyper import demo
+
+    _, model_dir, _ = trained
+    assert demo.main(["--model", str(model_dir), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"training:        none (trained model {model_dir})" in out
+    assert "128 tokens:" in out and "2048 tokens:" in out and "(n=5)" in out
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    assert not (tmp_path / "train").exists()
+    with pytest.raises(FileNotFoundError, match="not a DocToLoRA model directory"):
+        demo.main(["--model", str(tmp_path), "--out", str(tmp_path)])

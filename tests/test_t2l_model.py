@@ -134,6 +134,10 @@ def test_head_multiplier_scales_the_learned_part(tiny_llama, head_size):
         torch.testing.assert_close(b.A[m] - base.A[m], 0.5 * (a.A[m] - base.A[m]), atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(b.B[m] - base.B[m], 0.5 * (a.B[m] - base.B[m]), atol=1e-6, rtol=1e-5)
         assert not torch.allclose(a.B[m], base.B[m])
+    saved = fresh.config.to_dict()
+    assert T2LHypernetConfig.from_dict(saved).head_multiplier is None  # round trip keeps the default
+    del saved["head_multiplier"]  # a model saved before the field existed keeps its unscaled heads
+    assert T2LHypernetConfig.from_dict(saved).resolved_head_multiplier == 1.0
 
 
 def test_bad_config_and_module_errors(tiny_llama):

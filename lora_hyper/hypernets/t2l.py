@@ -68,7 +68,8 @@ class T2LHypernetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> T2LHypernetConfig:
-        return cls(**d)
+        """A saved config; one written before ``head_multiplier`` existed keeps its unscaled heads (1.0)."""
+        return cls(**{"head_multiplier": 1.0, **d})
 
 
 def _key(module: str) -> str:

@@ -1,7 +1,7 @@
 """Text-to-LoRA zero-shot benchmark: adapters from unseen descriptions against prompting, multi-task and oracle LoRAs.
 
     python benchmarks/t2l_zero_shot.py --quick       # 2 CPU cores, <= 20 min: few steps, 8 examples per task
-    python benchmarks/t2l_zero_shot.py --cpu-long    # 2 CPU cores, ~45 min: a few hundred steps per method
+    python benchmarks/t2l_zero_shot.py --cpu-long    # 2 CPU cores, 45-80 min: a few hundred steps per method
     python benchmarks/t2l_zero_shot.py               # one GPU (bf16-mixed), <= 4 min with model loading
     python benchmarks/t2l_zero_shot.py --smoke --out-dir /tmp/t2l_smoke   # the full-size code path, tiny, on CPU
 
@@ -63,9 +63,9 @@ SIZES: dict[str, dict[str, Any]] = {
     },
     "cpu": {
         "n_seen_eval": 4, "n_held_out_eval": 8, "examples_per_task": 8, "n_descriptions": 1,
-        "oracle_tasks": "seen_eval", "max_length": 96, "time_budget_s": 2700, "latent": 128, "head_in": 256,
-        "oracle": _run(150, 330, 4, 2, 3e-3), "multitask": _run(250, 330, 4, 1, 1e-3),
-        "sft": _run(250, 330, 4, 1, 1e-3), "recon": _run(200, 120, 4, 1, 1e-3),
+        "oracle_tasks": "seen_eval", "max_length": 96, "time_budget_s": 4800, "latent": 128, "head_in": 256,
+        "oracle": _run(150, 600, 4, 2, 3e-3), "multitask": _run(250, 600, 4, 1, 1e-3),
+        "sft": _run(250, 600, 4, 1, 1e-3), "recon": _run(200, 240, 4, 1, 1e-3),
     },
     "full": {
         "n_seen_eval": 12, "n_held_out_eval": 8, "examples_per_task": 24, "n_descriptions": 2,
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="2-CPU-core size (<= 20 minutes)")
-    g.add_argument("--cpu-long", action="store_true", help="2-CPU-core size with more steps (~45 minutes)")
+    g.add_argument("--cpu-long", action="store_true", help="2-CPU-core size with more steps (45-80 minutes)")
     g.add_argument(
         "--smoke", action="store_true", help="the full-size code path with a handful of steps (CPU check)"
     )

@@ -267,6 +267,12 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, help="steps between exact-match checks at 1K tokens")
     p.add_argument("--curriculum-steps", type=int, help="steps of the needle-only -> haystack ramp")
     p.add_argument("--max-chunks", type=int, default=8, help="training samples 1..K chunks per context")
+    p.add_argument(
+        "--min-chunk-tokens",
+        type=int,
+        default=25,
+        help="smallest training chunk (caps K for short contexts: 256 // 25 = 10 chunks)",
+    )
     p.add_argument("--name", default=None, help="result file name (default niah[_quick|_smoke][_gpu])")
     p.add_argument(
         "--ckpt-dir", default=None, help="checkpoint every 100 steps here (last.ckpt) for long runs"
@@ -340,7 +346,7 @@ def main() -> None:
         val_bins=[],
         batch_size=size["batch_size"],
         max_chunks=args.max_chunks,
-        min_chunk_tokens=25,
+        min_chunk_tokens=args.min_chunk_tokens,
         needle_only_prob=1.0,
         with_teacher=args.objective == "distill",
         seed=0,
@@ -425,6 +431,7 @@ def main() -> None:
             "rank": 8,
             "train_lengths": [32, 256],
             "max_chunks": args.max_chunks,
+            "min_chunk_tokens": args.min_chunk_tokens,
             "chunk_length": chunk_length,
             "curriculum": "needle-only prob 1.0 -> 0.1",
             "seed": 0,

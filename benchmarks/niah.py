@@ -88,8 +88,10 @@ class Recorder(L.Callback):
         self.losses: list[tuple[int, float]] = []
         self.evals: list[dict[str, float]] = []
         self.t0 = time.perf_counter()
-        self.train_seconds = 0.0
         self.eval_seconds = 0.0
+        self.wall_offset = 0.0  # training wall time of earlier (resumed-from) runs
+        self.prior_wall_s = 0.0  # their whole fit() wall time, evaluation checks included
+        self.prepended = False  # the earlier curve came from a result JSON (prepend), not a checkpoint
 
     def on_train_start(self, trainer, pl_module) -> None:
         step = trainer.global_step  # a resumed run: drop points recorded after the checkpoint was written
@@ -99,10 +101,6 @@ class Recorder(L.Callback):
             self.wall_offset = self.prior_wall_s = kept[-1]["train_wall_s"] if kept else 0.0
         self.evals = kept
         self.t0 = time.perf_counter() - self.wall_offset
-
-    wall_offset = 0.0  # training wall time of earlier (resumed-from) runs
-    prior_wall_s = 0.0  # their whole fit() wall time, evaluation checks included
-    prepended = False
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in checkpoints so a resumed run continues one curve."""
@@ -303,22 +301,12 @@ def main() -> None:
             icl_samples=2,
             curriculum_steps=2,
         )
-    for key in (
-        "max_steps",
-        "max_minutes",
-        "batch_size",
-        "eval_every",
-        "curriculum_steps",
-        "lr",
-        "eval_samples",
-    ):
+    overrides = ("max_steps", "max_minutes", "batch_size", "eval_every", "curriculum_steps", "lr")
+    for key in (*overrides, "eval_samples", "samples_per_bin", "icl_samples"):
         if getattr(args, key) is not None:
             size[key] = getattr(args, key)
     if args.bins:
         size["bins"] = [int(b) for b in args.bins.split(",")]
-    for key in ("samples_per_bin", "icl_samples"):
-        if getattr(args, key) is not None:
-            size[key] = getattr(args, key)
     gpu = torch.cuda.is_available()
     if not gpu:
         torch.set_num_threads(args.threads)

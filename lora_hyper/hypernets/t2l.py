@@ -30,9 +30,8 @@ class T2LHypernetConfig:
         residual_rank: rank of a fixed adapter added to every generated one (``None``: no residual).
         head_multiplier: factor on the heads' (zero-initialised) weight output; ``None`` -> ``1/sqrt(head_in)``.
             Under Adam a head weight moves ~lr per step in a direction shared by all ``head_in`` inputs, so
-            without it each generated LoRA entry moves ~``lr * head_in`` times faster than directly trained
-            LoRA weights (measured: T2L-SFT loss 6.6 -> 16 in 20 steps at lr 1e-3); ``1.0`` is the old
-            behaviour.
+            without it each generated LoRA entry moves ~``head_in`` times further per step than a directly
+            trained LoRA weight (benchmarks/results/t2l_head_multiplier.json); ``1.0`` is the old behaviour.
     """
 
     spec: dict[str, Any] = field(default_factory=dict)

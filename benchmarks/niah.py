@@ -169,6 +169,28 @@ class Recorder(L.Callback):
         )
 
 
+def recipe_settings(path: str, overrides: list[str]) -> dict[str, Any]:
+    """Model/data init args, curriculum and step budget of a LightningCLI recipe (``--override`` dotlist applied)."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(overrides))
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    curriculum = next(
+        (
+            c.get("init_args", {})
+            for c in raw.get("trainer", {}).get("callbacks", [])
+            if c.get("class_path", "").endswith("NeedleCurriculum")
+        ),
+        None,
+    )
+    return {
+        "model": raw["model"]["init_args"],
+        "data": raw["data"]["init_args"],
+        "curriculum": curriculum,
+        "max_steps": raw.get("trainer", {}).get("max_steps"),
+    }
+
+
 @torch.no_grad()
 def base_in_context(
     module: DocToLoRAModule, bins: list[int], samples: int, batch_size: int
@@ -250,6 +272,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument(
+        "--recipe",
+        help="train the model and data of this LightningCLI recipe (e.g. recipes/d2l/niah_smollm2_cpu.yaml)",
+    )
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="recipe override as a dotted key=value, e.g. model.init_args.l1_weight=0 (repeatable)",
+    )
+    p.add_argument(
+        "--train-only",
+        action="store_true",
+        help="stop after training (save the model, write the curve); evaluate later with --eval-only",
+    )
+    p.add_argument(
         "--smoke", action="store_true", help="a few steps of the FULL configuration (path check on CPU)"
     )
     p.add_argument("--max-steps", type=int)
@@ -313,32 +350,56 @@ def main() -> None:
     L.seed_everything(0)
     chunk_length = 1024
 
-    module = DocToLoRAModule(
-        base_model="smollm2-135m-instruct",
-        targets=["down_proj"],
-        rank=8,
-        encoder_mode=args.encoder_mode,
-        latent_dim=size["latent_dim"],
-        n_latents=size["n_latents"],
-        n_blocks=size["n_blocks"],
-        n_heads=size["n_heads"],
-        objective=args.objective,
-        chunk_length=chunk_length,
-        lr=size["lr"],
-        warmup=0.05,
-        schedule="cosine",
-    )
-    data = NIAHDataModule(
-        base_model="smollm2-135m-instruct",
-        train_lengths=(32, 256),
-        val_bins=[],
-        batch_size=size["batch_size"],
-        max_chunks=args.max_chunks,
-        min_chunk_tokens=args.min_chunk_tokens,
-        needle_only_prob=1.0,
-        with_teacher=args.objective == "distill",
-        seed=0,
-    )
+    recipe = recipe_settings(args.recipe, args.override) if args.recipe else None
+    if recipe is not None:
+        model_args = dict(recipe["model"], chunk_length=chunk_length)
+        data_args = dict(recipe["data"], val_bins=[])
+        if args.lr is not None:
+            model_args["lr"] = args.lr
+        if args.batch_size is not None:
+            data_args["batch_size"] = args.batch_size
+        if args.max_steps is None and not args.smoke and recipe["max_steps"]:
+            size["max_steps"] = int(recipe["max_steps"])
+        if args.curriculum_steps is None and recipe["curriculum"]:
+            size["curriculum_steps"] = int(recipe["curriculum"].get("steps", size["curriculum_steps"]))
+        size.update(
+            lr=model_args.get("lr", size["lr"]),
+            batch_size=data_args.get("batch_size", size["batch_size"]),
+            **{
+                k: model_args[k]
+                for k in ("latent_dim", "n_latents", "n_blocks", "n_heads")
+                if k in model_args
+            },
+        )
+        module = DocToLoRAModule(**model_args)
+        data = NIAHDataModule(**data_args)
+    else:
+        module = DocToLoRAModule(
+            base_model="smollm2-135m-instruct",
+            targets=["down_proj"],
+            rank=8,
+            encoder_mode=args.encoder_mode,
+            latent_dim=size["latent_dim"],
+            n_latents=size["n_latents"],
+            n_blocks=size["n_blocks"],
+            n_heads=size["n_heads"],
+            objective=args.objective,
+            chunk_length=chunk_length,
+            lr=size["lr"],
+            warmup=0.05,
+            schedule="cosine",
+        )
+        data = NIAHDataModule(
+            base_model="smollm2-135m-instruct",
+            train_lengths=(32, 256),
+            val_bins=[],
+            batch_size=size["batch_size"],
+            max_chunks=args.max_chunks,
+            min_chunk_tokens=args.min_chunk_tokens,
+            needle_only_prob=1.0,
+            with_teacher=args.objective == "distill",
+            seed=0,
+        )
     rec = Recorder(size["eval_every"], 1024, size["eval_samples"], chunk_length)
     if args.prior_result:
         rec.prepend(json.loads(Path(args.prior_result).read_text()))
@@ -367,6 +428,24 @@ def main() -> None:
     rec.evaluate(trainer, module)  # the final point of the curve
     if args.save_model:
         DocToLoRA.from_module(module).save_pretrained(args.save_model)
+    if args.train_only:
+        name = args.name or "niah_train"
+        out_dir = Path(args.out_dir) if args.out_dir else Path(__file__).resolve().parent / "results"
+        payload = {
+            "recipe": args.recipe,
+            "overrides": args.override,
+            "config": {**size, "hypernet_params": sum(p.numel() for p in module.hypernet.parameters())},
+            "training": {
+                "steps": trainer.global_step,
+                "wall_s": wall + rec.prior_wall_s,
+                "wall_s_this_run": wall,
+                "loss_curve": rec.losses[:: max(1, len(rec.losses) // 400)],
+                "eval_curve_1k": rec.evals,
+                "reached_90pct_at_1k": rec.first_reaching(),
+            },
+        }
+        print(f"wrote {write_result(name, payload, out_dir)}")
+        return
 
     t = time.perf_counter()
     final = evaluate_niah(

@@ -55,8 +55,11 @@ def pad_left(rows: Sequence[Sequence[int]], pad_value: int) -> tuple[torch.Tenso
 
 
 def chat_prompt_ids(tokenizer: Any, user: str, system: str | None = None) -> list[int]:
-    """Token ids of a chat prompt ending with the assistant header (the tokenizer's own template)."""
-    messages = ([{"role": "system", "content": system}] if system else []) + [
+    """Token ids of a chat prompt ending with the assistant header (the tokenizer's own template).
+
+    ``system=None`` lets the template add its default system prompt (if it has one); ``""`` sends an explicit
+    empty system message, so no default prompt is added (what Doc-to-LoRA uses, as the reference)."""
+    messages = ([{"role": "system", "content": system}] if system is not None else []) + [
         {"role": "user", "content": user}
     ]
     if getattr(tokenizer, "chat_template", None):

@@ -31,12 +31,43 @@ def context_prompt(context: str, question: str) -> str:
     return f"{context}\n\n{question}"
 
 
-def sample_n_chunks(rng: random.Random, max_chunks: int, n_tokens: int, min_chunk_tokens: int) -> int:
-    """K uniform in ``1..max_chunks`` (as the reference does), capped so every chunk keeps ``min_chunk_tokens``."""
+CHUNK_DISTRIBUTIONS = ("reference", "uniform")
+
+
+def chunk_count_weights(max_chunks: int, distribution: str = "reference") -> list[float]:
+    """Probabilities of K = 1..max_chunks: ``uniform``, or the reference's NIAH distribution (weights 8, 2, then
+    1 each for K >= 3; with max_chunks 8: P(1)=0.5, P(2)=0.125, P(3..8)=0.0625)."""
     if max_chunks < 1:
         raise ValueError(f"max_chunks must be >= 1, got {max_chunks}.")
-    k = rng.randint(1, max_chunks)
-    return max(1, min(k, n_tokens // max(1, min_chunk_tokens)))
+    if distribution not in CHUNK_DISTRIBUTIONS:
+        raise ValueError(f"Unknown chunk distribution {distribution!r}: use one of {CHUNK_DISTRIBUTIONS}.")
+    w = (
+        [1.0] * max_chunks
+        if distribution == "uniform"
+        else [8.0, 2.0, *[1.0] * (max_chunks - 2)][:max_chunks]
+    )
+    return [x / sum(w) for x in w]
+
+
+def sample_n_chunks(
+    rng: random.Random,
+    max_chunks: int,
+    n_tokens: int,
+    min_chunk_tokens: int,
+    distribution: str = "uniform",
+    max_chunk_tokens: int | None = None,
+) -> int:
+    """K drawn from ``distribution`` over ``1..max_chunks``, then kept within ``[ceil(n / max_chunk_tokens),
+    ceil(n / min_chunk_tokens)]`` (the reference's bounds) and at most ``n_tokens`` chunks."""
+    weights = chunk_count_weights(max_chunks, distribution)
+    k = (
+        rng.choices(range(1, max_chunks + 1), weights)[0]
+        if distribution != "uniform"
+        else rng.randint(1, max_chunks)
+    )
+    hi = max(1, min(-(-n_tokens // max(1, min_chunk_tokens)), n_tokens))
+    lo = -(-n_tokens // max_chunk_tokens) if max_chunk_tokens else 1
+    return max(1, min(max(k, lo), hi))
 
 
 def pad_id(tokenizer: Any) -> int:
@@ -51,12 +82,21 @@ class DocQACollator:
         tokenizer: the base model's tokenizer (chat template used for prompts and chunk wrapping).
         chunk_length: token length of each chunk for items without ``n_chunks`` (``None``: one chunk).
         with_teacher: also emit ``teacher_*`` rows with the document in the prompt (distill objective).
+        system_prompt: system message of chunk wrappers and question rows (``""``: an empty one, as the
+            reference; ``None``: the chat template's default system prompt).
     """
 
-    def __init__(self, tokenizer: Any, chunk_length: int | None = None, with_teacher: bool = False) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        chunk_length: int | None = None,
+        with_teacher: bool = False,
+        system_prompt: str | None = "",
+    ) -> None:
         self.tokenizer = tokenizer
         self.chunk_length = chunk_length
         self.with_teacher = with_teacher
+        self.system_prompt = system_prompt
 
     def __call__(self, items: Sequence[DocItem]) -> dict[str, Any]:
         if not items:
@@ -64,16 +104,21 @@ class DocQACollator:
         tok = self.tokenizer
         n_chunks = [it.n_chunks for it in items]
         batch: dict[str, Any] = encode_documents(
-            tok, [it.context for it in items], chunk_length=self.chunk_length, n_chunks=n_chunks
+            tok,
+            [it.context for it in items],
+            chunk_length=self.chunk_length,
+            n_chunks=n_chunks,
+            system=self.system_prompt,
         )
         rows, teacher_rows, qa_doc = [], [], []
         for d, it in enumerate(items):
             if not it.qas:
                 raise ValueError(f"Document {it.doc_id or d} has no questions.")
             for question, answer in it.qas:
-                rows.append(lm_example(tok, question, answer))
+                rows.append(lm_example(tok, question, answer, self.system_prompt))
                 if self.with_teacher:
-                    teacher_rows.append(lm_example(tok, context_prompt(it.context, question), answer))
+                    prompt = context_prompt(it.context, question)
+                    teacher_rows.append(lm_example(tok, prompt, answer, self.system_prompt))
                 qa_doc.append(d)
         batch.update(collate_lm(rows, pad_id(tok)))
         batch["qa_doc_index"] = torch.tensor(qa_doc, dtype=torch.long)

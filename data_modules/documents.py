@@ -161,6 +161,8 @@ class DocumentQADataModule(L.LightningDataModule):
         shuffle: shuffle training documents (seeded).
         seed: seed of the shuffle and of question/chunk sampling.
         num_workers: DataLoader worker processes.
+        system_prompt: system message of chunk wrappers and question rows (``""``: an empty one, as the
+            reference; ``None``: the chat template's default). Must match the model's ``system_prompt``.
     """
 
     def __init__(
@@ -181,8 +183,10 @@ class DocumentQADataModule(L.LightningDataModule):
         shuffle: bool = True,
         seed: int = 0,
         num_workers: int = 0,
+        system_prompt: str | None = "",
     ) -> None:
         super().__init__()
+        self.system_prompt = system_prompt
         if dataset is not None and (train_files or val_files or test_files):
             raise ValueError("Give either JSONL files or a `dataset` spec, not both.")
         if dataset is None and not (train_files or val_files or test_files):
@@ -258,6 +262,7 @@ class DocumentQADataModule(L.LightningDataModule):
             self.tokenizer,
             self.chunk_length if train else self.eval_chunk_length,
             self.with_teacher and split != "test",
+            self.system_prompt,
         )
         return DataLoader(
             self.split_dataset(split),

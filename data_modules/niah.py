@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
-from .doc_batch import DocItem, DocQACollator, sample_n_chunks
+from .doc_batch import DocItem, DocQACollator, chunk_count_weights, sample_n_chunks
 from .niah_protocol import (
     DEPTH_BINS,
     FILLER,
@@ -59,6 +59,7 @@ class NIAHTrainDataset(Dataset):
         min_chunk_tokens: int = 25,
         needle_only_prob: float = 0.0,
         offset: int = 0,
+        chunk_distribution: str = "reference",
     ) -> None:
         self.tokenizer = tokenizer
         self.length = length
@@ -69,6 +70,7 @@ class NIAHTrainDataset(Dataset):
         self.min_chunk_tokens = min_chunk_tokens
         self.needle_only_prob = needle_only_prob
         self.offset = offset
+        self.chunk_distribution = chunk_distribution
 
     def __len__(self) -> int:
         return self.length
@@ -83,7 +85,9 @@ class NIAHTrainDataset(Dataset):
         if needle_only:
             context = needle_sentence(int(ex.answer))
             ex = NIAHExample(context, ex.question, ex.answer, len(self.tokenizer(context)["input_ids"]), 0.0)
-        k = sample_n_chunks(rng, self.max_chunks, ex.n_tokens, self.min_chunk_tokens)
+        k = sample_n_chunks(
+            rng, self.max_chunks, ex.n_tokens, self.min_chunk_tokens, self.chunk_distribution, 512
+        )
         qas = [(q, ex.answer) for q in _questions(rng, self.questions_per_doc)]
         meta = {"n_tokens": ex.n_tokens, "depth": ex.depth, "needle_only": needle_only}
         return DocItem(ex.context, qas, doc_id=f"niah-train-{index}", n_chunks=k, meta=meta)
@@ -93,7 +97,7 @@ class NIAHDataModule(L.LightningDataModule):
     """The reference NIAH protocol: filler haystacks with a "special magic number" needle, in D2L batches.
 
     Training contexts have ``train_lengths`` tokens (uniform between min and max) and may be cut into K chunks
-    (K uniform in ``1..max_chunks``); validation and test use fixed length bins and ``eval_chunk_length``.
+    (K from ``chunk_distribution`` over ``1..max_chunks``); validation and test use fixed length bins and ``eval_chunk_length``.
     Every example is a function of ``seed`` and its index, so runs are reproducible and training can resume
     where it stopped (``state_dict`` records how many training samples were consumed).
 
@@ -108,12 +112,16 @@ class NIAHDataModule(L.LightningDataModule):
         batch_size: documents per batch.
         questions_per_doc: questions per document: the reference question, then paraphrases (at most 5).
         seed: seed of every generated example.
-        max_chunks: training samples K in 1..max_chunks chunks per context (reference stage 2: 8).
-        min_chunk_tokens: smallest training chunk; caps K for short contexts (reference: 25).
+        max_chunks: training samples K in 1..max_chunks chunks per context (reference: 8).
+        min_chunk_tokens: smallest training chunk; caps K at ``ceil(len / min_chunk_tokens)`` (reference: 25).
+        chunk_distribution: ``reference`` (P(K=1)=0.5, P(K=2)=0.125, the rest evenly over 3..max_chunks) or
+            ``uniform`` over 1..max_chunks.
         eval_chunk_length: chunk length for validation and test contexts (reference: 1024).
         needle_only_prob: fraction of training contexts that are the needle sentence alone (a curriculum aid).
         with_teacher: add ``teacher_*`` rows (haystack in the prompt) to training and validation batches, for
             the distill objective (test batches never carry them).
+        system_prompt: system message of chunk wrappers and question rows: ``""`` (default, the reference's
+            empty system message) or ``None`` (the chat template's default prompt). Must match the model's.
         num_workers: DataLoader worker processes.
     """
 
@@ -135,6 +143,8 @@ class NIAHDataModule(L.LightningDataModule):
         needle_only_prob: float = 0.0,
         with_teacher: bool = False,
         num_workers: int = 0,
+        chunk_distribution: str = "reference",
+        system_prompt: str | None = "",
     ) -> None:
         super().__init__()
         lo, hi = (int(x) for x in train_lengths)
@@ -171,6 +181,9 @@ class NIAHDataModule(L.LightningDataModule):
         self.needle_only_prob = needle_only_prob
         self.with_teacher = with_teacher
         self.num_workers = num_workers
+        chunk_count_weights(max_chunks, chunk_distribution)  # validates the name
+        self.chunk_distribution = chunk_distribution
+        self.system_prompt = system_prompt
         self.tokenizer: Any = None
         self.native_window: int | None = None
         self.samples_seen = 0
@@ -221,6 +234,7 @@ class NIAHDataModule(L.LightningDataModule):
             self.min_chunk_tokens,
             self.needle_only_prob,
             offset=self.samples_seen % self.train_samples,
+            chunk_distribution=self.chunk_distribution,
         )
 
     def _require_setup(self) -> None:
@@ -239,18 +253,21 @@ class NIAHDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset(), DocQACollator(self.tokenizer, None, self.with_teacher))
+        collator = DocQACollator(self.tokenizer, None, self.with_teacher, self.system_prompt)
+        return self._loader(self.train_dataset(), collator)
 
     def val_dataloader(self) -> DataLoader | list:
         """Validation batches, bin by bin; no loader (validation skipped) when ``val_bins`` is empty."""
         if not self.val_bins or self.val_samples_per_bin < 1:
             return []
         return self._loader(
-            self.eval_items("val"), DocQACollator(self.tokenizer, self.eval_chunk_length, self.with_teacher)
+            self.eval_items("val"),
+            DocQACollator(self.tokenizer, self.eval_chunk_length, self.with_teacher, self.system_prompt),
         )
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.eval_items("test"), DocQACollator(self.tokenizer, self.eval_chunk_length))
+        collator = DocQACollator(self.tokenizer, self.eval_chunk_length, system_prompt=self.system_prompt)
+        return self._loader(self.eval_items("test"), collator)
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, Any]:

@@ -10,24 +10,32 @@ import torch
 from lora_hyper.data_modules.collate import pad_left
 
 
-def _wrap_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
-    """Token ids the chat template puts before and after a user message (found, never hard-coded)."""
-    cached = getattr(tokenizer, "_lora_hyper_wrap", None)
-    if cached is not None:
-        return cached
+def _wrap_ids(tokenizer: Any, system: str | None = None) -> tuple[list[int], list[int]]:
+    """Token ids the chat template puts before and after a user message (found, never hard-coded).
+
+    ``system=None``: the template's default system prompt (if any) in every chunk; ``""``: an explicit empty
+    system message (the reference's chunk wrapping: no default prompt repeated in every chunk)."""
+    cache = getattr(tokenizer, "_lora_hyper_wrap", None)
+    if not isinstance(cache, dict):
+        cache = {}
+    if system in cache:
+        return cache[system]
     if not getattr(tokenizer, "chat_template", None):
         wrap: tuple[list[int], list[int]] = ([], [])
     else:
         marker = "\u2063LORAHYPERMARK\u2063"
-        text = tokenizer.apply_chat_template([{"role": "user", "content": marker}], tokenize=False)
+        messages = [{"role": "system", "content": system}] if system is not None else []
+        messages.append({"role": "user", "content": marker})
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
         if marker not in text:
             raise ValueError("The tokenizer's chat template drops the user message; cannot wrap chunks.")
         before, after = text.split(marker, 1)
         # Templates that inject a default system prompt keep it only once per chunk; that is the model's own format.
         enc = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"] if s else []  # noqa: E731
         wrap = (list(enc(before)), list(enc(after)))
+    cache[system] = wrap
     try:
-        tokenizer._lora_hyper_wrap = wrap
+        tokenizer._lora_hyper_wrap = cache
     except AttributeError:
         pass
     return wrap
@@ -50,9 +58,14 @@ def split_tokens(
 
 
 def chunk_document(
-    tokenizer: Any, text: str, chunk_length: int | None = None, n_chunks: int | None = None
+    tokenizer: Any,
+    text: str,
+    chunk_length: int | None = None,
+    n_chunks: int | None = None,
+    system: str | None = None,
 ) -> list[list[int]]:
-    """Token ids of each chunk of ``text``, each wrapped as a user turn of the tokenizer's chat template.
+    """Token ids of each chunk of ``text``, each wrapped as a user turn of the tokenizer's chat template
+    (after a ``system`` message when it is not ``None``; ``""`` is an empty one).
 
     With neither ``chunk_length`` nor ``n_chunks`` the document is one chunk.
     """
@@ -63,7 +76,7 @@ def chunk_document(
         pieces = [list(ids)]
     else:
         pieces = split_tokens(ids, chunk_length, n_chunks)
-    before, after = _wrap_ids(tokenizer)
+    before, after = _wrap_ids(tokenizer, system)
     return [before + p + after for p in pieces]
 
 
@@ -72,11 +85,13 @@ def encode_documents(
     docs: Sequence[str],
     chunk_length: int | None = None,
     n_chunks: int | Sequence[int] | None = None,
+    system: str | None = None,
 ) -> dict[str, torch.Tensor]:
     """All chunks of all documents as one left-padded batch: ``ctx_input_ids``, ``ctx_attention_mask``,
     ``ctx_doc_index`` (the Doc-to-LoRA context part of the batch contract in ``data_modules/collate.py``).
 
-    ``n_chunks`` may be one count per document (training samples K per document).
+    ``n_chunks`` may be one count per document (training samples K per document); ``system`` is the system
+    message of every chunk's wrapping (see :func:`chunk_document`).
     """
     if isinstance(docs, str):
         docs = [docs]
@@ -86,7 +101,9 @@ def encode_documents(
     chunks: list[list[int]] = []
     doc_index: list[int] = []
     for d, (text, n) in enumerate(zip(docs, per_doc_n)):
-        pieces = chunk_document(tokenizer, text, chunk_length=chunk_length if n is None else None, n_chunks=n)
+        pieces = chunk_document(
+            tokenizer, text, chunk_length=chunk_length if n is None else None, n_chunks=n, system=system
+        )
         chunks += pieces
         doc_index += [d] * len(pieces)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

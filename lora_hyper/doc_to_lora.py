@@ -57,9 +57,11 @@ def internalize_documents(
     rank_budget: int | None = None,
     chunk_batch_size: int = 16,
     progress: bool = False,
+    system: str | None = None,
 ) -> LoRABatch:
     """One adapter per document, any length: chunk, encode and run the hypernetwork in batches of chunks,
-    sum each document's chunk adapters, add the bias block, then compress to ``rank_budget`` if given."""
+    sum each document's chunk adapters, add the bias block, then compress to ``rank_budget`` if given.
+    ``system`` is the system message of every chunk's chat wrapping (the one the hypernetwork was trained on)."""
     docs = [docs] if isinstance(docs, str) else list(docs)
     if not docs:
         raise ValueError("No documents given to internalize.")
@@ -68,7 +70,9 @@ def internalize_documents(
             raise ValueError(f"Document {i} is empty or whitespace only; give it some text to internalize.")
     if rank_budget is not None and rank_budget < 1:
         raise ValueError(f"rank_budget must be >= 1, got {rank_budget}.")
-    batch = encode_documents(tokenizer, docs, chunk_length=chunk_length or default_chunk_length(encoder))
+    batch = encode_documents(
+        tokenizer, docs, chunk_length=chunk_length or default_chunk_length(encoder), system=system
+    )
     device = next(hypernet.parameters()).device
     ids, mask, doc_index = batch["ctx_input_ids"], batch["ctx_attention_mask"], batch["ctx_doc_index"]
     starts = range(0, ids.shape[0], chunk_batch_size)
@@ -111,6 +115,7 @@ class DocToLoRA:
         encoder_model_name: str | None = None,
         chunk_length: int | None = None,
         rank_budget: int | None = None,
+        system_prompt: str | None = None,
     ) -> None:
         self.base_model = base_model
         self.tokenizer = tokenizer
@@ -120,6 +125,7 @@ class DocToLoRA:
         self.encoder_model_name = encoder_model_name
         self.chunk_length = chunk_length
         self.rank_budget = rank_budget
+        self.system_prompt = system_prompt
 
     @property
     def spec(self) -> LoRASpec:
@@ -142,12 +148,14 @@ class DocToLoRA:
             chunk_length or self.chunk_length,
             rank_budget or self.rank_budget,
             progress=True,
+            system=self.system_prompt,
         )
 
     def generate(
         self, questions: str | Sequence[str], adapters: LoRABatch | None, max_new_tokens: int = 32, **kw: Any
     ) -> list[str]:
         """Answers to ``questions`` with the documents internalized in ``adapters`` (not in the prompt)."""
+        kw.setdefault("system", self.system_prompt)
         return generate_answers(self.base_model, self.tokenizer, questions, adapters, max_new_tokens, **kw)
 
     def save_adapter(self, lora: LoRABatch, index: int, directory: str | os.PathLike) -> Path:
@@ -169,6 +177,7 @@ class DocToLoRA:
             module.encoder_model,
             module.chunk_length,
             module.rank_budget,
+            getattr(module, "system_prompt", None),
         )
 
     def config_dict(self) -> dict[str, Any]:
@@ -181,6 +190,7 @@ class DocToLoRA:
             "encoder": _encoder_settings(self.encoder, self.encoder_model_name),
             "chunk_length": self.chunk_length,
             "rank_budget": self.rank_budget,
+            "system_prompt": self.system_prompt,
         }
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
@@ -269,4 +279,5 @@ class DocToLoRA:
             enc.get("model"),
             cfg.get("chunk_length"),
             cfg.get("rank_budget"),
+            cfg.get("system_prompt"),  # absent in dirs saved before it existed: the template's default
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -76,9 +78,41 @@ def mean_by_group(values: Tensor, group_index: Tensor) -> Tensor:
     return (sums[present] / counts[present]).mean()
 
 
-def factor_l1(lora: LoRABatch) -> Tensor:
-    """Mean absolute value of all generated A and B entries."""
-    return torch.stack([t.abs().mean() for t in [*lora.A.values(), *lora.B.values()]]).mean()
+def factor_l1(
+    lora: LoRABatch, bias: LoRABatch | None = None, group_sizes: Sequence[int] | None = None
+) -> Tensor:
+    """The reference's L1 on generated factors: ``mean|A| + mean|B|`` per module type, averaged over modules.
+
+    With ``group_sizes`` (chunks per document; ``lora`` holds the per-chunk adapters) and the context-free
+    ``bias`` block, each document's combined adapter (its chunks + the bias, rank ``K*r + r_bias``) is
+    penalised over its own rank rows only, then documents are averaged: every chunk pays the same whatever
+    the padding to the batch's largest K, and a document's penalty matches the reference's unbatched one.
+    Without ``group_sizes`` every sample of ``lora`` is one document (plus ``bias`` if given).
+    """
+    n = lora.batch_size
+    sizes = [1] * n if group_sizes is None else [int(g) for g in group_sizes]
+    if sum(sizes) != n:
+        raise ValueError(f"group sizes {sizes} must sum to the number of chunk adapters {n}.")
+    doc = torch.repeat_interleave(
+        torch.arange(len(sizes), device=lora.device), torch.tensor(sizes).to(lora.device)
+    )
+    chunks = torch.tensor(sizes, dtype=torch.float32, device=lora.device)
+    terms = []
+    for m in lora.spec.target_modules:
+        term = 0.0
+        for chunk_f, bias_f in (
+            (lora.A[m], bias.A[m] if bias else None),
+            (lora.B[m], bias.B[m] if bias else None),
+        ):
+            per_chunk = chunk_f.abs().float().sum(dim=(1, 2, 3))  # [chunks]
+            total = torch.zeros(len(sizes), device=lora.device).index_add(0, doc, per_chunk)
+            count = chunks * chunk_f[0].numel()
+            if bias_f is not None:
+                total = total + bias_f[0].abs().float().sum()
+                count = count + bias_f[0].numel()
+            term = term + total / count
+        terms.append(term)
+    return torch.stack(terms).mean(0).mean()
 
 
 def factor_l2(lora: LoRABatch) -> Tensor:

@@ -102,7 +102,7 @@ def test_chunked_adapter_is_sum_of_chunk_deltas_and_rank_budget(tiny_llama_dir):
     tok, h, m = module.tokenizer, module.hypernet, module.targets[0]
     doc = "The grass is green. The sky is blue. The sun is yellow. The special magic number is 2024."
     lora = module.internalize([doc], chunk_length=6)
-    chunks = encode_documents(tok, [doc], chunk_length=6)
+    chunks = encode_documents(tok, [doc], chunk_length=6, system=module.system_prompt)
     k = chunks["ctx_input_ids"].shape[0]
     assert k >= 3 and lora.rank == (k + 1) * SMALL["rank"]
     expected = h.bias_lora(1).delta(m)

@@ -88,7 +88,8 @@ def test_batch_contract_with_teacher(tiny_llama_dir):
         assert ans == t_labels[t_labels != IGNORE_INDEX].tolist()
         assert labels[-len(ans) :].tolist() == ans
         row = tok.decode(batch["input_ids"][r][batch["attention_mask"][r].bool()])
-        assert row.startswith("<|im_start|>user\n" + question) and row.endswith(
+        empty_system = "<|im_start|>system\n<|im_end|>\n"  # the reference's empty system message
+        assert row.startswith(empty_system + "<|im_start|>user\n" + question) and row.endswith(
             "<|im_start|>assistant\n" + answer + "<|im_end|>"
         )
         doc = records[batch["qa_doc_index"][r]]

@@ -159,9 +159,10 @@ def test_chunk_sampling_respects_bounds(tiny_llama_dir):
     for i in range(80):
         it = ds[i]
         assert 32 <= it.meta["n_tokens"] <= 258
-        assert 1 <= it.n_chunks <= min(4, max(1, it.meta["n_tokens"] // 25))
+        assert 1 <= it.n_chunks <= min(4, -(-it.meta["n_tokens"] // 25))  # the reference's ceil(len / 25)
         ks.append(it.n_chunks)
     assert set(ks) == {1, 2, 3, 4}
+    assert ks.count(1) > ks.count(3)  # the reference distribution: P(K=1) = 8/12 with max_chunks 4
     single = make_dm(tiny_llama_dir).train_dataset()
     assert {single[i].n_chunks for i in range(20)} == {1}
 

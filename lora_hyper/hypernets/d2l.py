@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -12,6 +13,9 @@ from torch import Tensor, nn
 
 from lora_hyper.hypernets.perceiver import Attention, Perceiver, RMSNorm
 from lora_hyper.lora import LoRABatch, LoRASpec
+
+HEAD_INITS = ("reference", "fan_in")
+GATE_BIAS_INIT = 4.0  # sigmoid(4) = 0.982: the gate starts open
 
 
 @dataclass
@@ -30,6 +34,10 @@ class DocToLoRAHypernetConfig:
         self_attention: self-attention among latents in every block.
         head_hidden_ratio: hidden width of the per-layer residual MLP as a multiple of ``latent_dim``.
         bias_rank: rank of the learned context-free bias adapter (``None``: the LoRA rank; 0: none).
+        head_init: ``reference`` (std ``0.5 / sqrt(latent + (d_in + d_out) * r)``, as the reference) or
+            ``fan_in`` (std ``1 / sqrt(d)`` per A/B part, 7-11x larger; models saved before 0.3 used it).
+        chunk_gate: a learned per-chunk relevance gate ``sigmoid(w . mean(latents) + b)`` multiplied into A
+            (``b`` starts at 4, so the gate starts near 1 and the delta is still exactly zero at init).
     """
 
     input_dim: int
@@ -42,6 +50,12 @@ class DocToLoRAHypernetConfig:
     self_attention: bool = True
     head_hidden_ratio: float = 1.0
     bias_rank: int | None = None
+    head_init: str = "reference"
+    chunk_gate: bool = False
+
+    def __post_init__(self) -> None:
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"Unknown head_init {self.head_init!r}: use one of {HEAD_INITS}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,10 +117,19 @@ class DocToLoRAHypernet(nn.Module):
         self.heads = nn.ParameterList()
         for m in spec.target_modules:
             d_in, d_out = spec.shapes[m]
-            w = torch.cat(
-                [torch.randn(L, D, d_in) * d_in**-0.5, torch.randn(L, D, d_out) * d_out**-0.5], dim=-1
-            )
+            if c.head_init == "reference":
+                w = torch.randn(L, D, d_in + d_out) * (0.5 / math.sqrt(D + (d_in + d_out) * r))
+            else:
+                w = torch.cat(
+                    [torch.randn(L, D, d_in) * d_in**-0.5, torch.randn(L, D, d_out) * d_out**-0.5], dim=-1
+                )
             self.heads.append(nn.Parameter(w))
+        self.gate: nn.Linear | None = None
+        if c.chunk_gate:
+            self.gate = nn.Linear(D, 1)
+            nn.init.zeros_(self.gate.weight)
+            nn.init.constant_(self.gate.bias, GATE_BIAS_INIT)
+        self.last_gate: Tensor | None = None  # the latest chunk gates (detached), for logging
         self.scale_A = nn.Parameter(torch.ones(L, n_mod, r))
         self.scale_B = nn.Parameter(torch.zeros(L, n_mod, r))
         rb = r if c.bias_rank is None else c.bias_rank
@@ -144,14 +167,29 @@ class DocToLoRAHypernet(nn.Module):
         x = x + torch.einsum("nlmrh,lhd->nlmrd", h, self.mlp_out)
         return F.normalize(x, dim=-1)
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names AdamW must not decay (as the reference): scalers, bias blocks, norms, latents, gate."""
+        names = set()
+        for name, p in self.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if p.dim() < 2 or name.startswith(("scale_", "bias_", "gate.")) or leaf in ("latents", "queries"):
+                names.add(name)
+        return names
+
     def chunk_lora(self, features: Tensor, mask: Tensor) -> LoRABatch:
         """One adapter per chunk (no bias block): rank ``r``."""
         z = self.latents(features, mask)
+        gate = None
+        if self.gate is not None:
+            gate = torch.sigmoid(self.gate(z.mean(dim=(1, 2, 3))))  # [chunks, 1]
+            self.last_gate = gate.detach().squeeze(-1)
         A, B = {}, {}
         for i, m in enumerate(self.spec.target_modules):
             d_in = self.spec.shapes[m][0]
             out = torch.einsum("nlrd,ldo->nlro", z[:, :, i], self.heads[i])
             A[m] = out[..., :d_in] * self.scale_A[None, :, i, :, None]
+            if gate is not None:
+                A[m] = A[m] * gate[:, :, None, None]
             B[m] = out[..., d_in:].transpose(-1, -2) * self.scale_B[None, :, i, None, :]
         return LoRABatch(self.spec, A, B)
 

@@ -85,6 +85,12 @@ class HypernetModule(L.LightningModule):
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
+    def no_weight_decay_parameters(self) -> set[int]:
+        """Ids of parameters exempt from weight decay: those the hypernetwork names in ``no_weight_decay()``."""
+        hypernet = getattr(self, "hypernet", None)
+        names = hypernet.no_weight_decay() if hasattr(hypernet, "no_weight_decay") else set()
+        return {id(p) for n, p in hypernet.named_parameters() if n in names} if names else set()
+
     def lm_logits(
         self, lora: LoRABatch, batch: dict[str, Tensor], adapter_index: Tensor | None = None
     ) -> Tensor:
@@ -109,8 +115,9 @@ class HypernetModule(L.LightningModule):
         params = self.trainable_parameters()
         if not params:
             raise RuntimeError("No trainable parameters: was the hypernetwork built in configure_model?")
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
+        exempt = self.no_weight_decay_parameters()
+        decay = [p for p in params if p.dim() >= 2 and id(p) not in exempt]
+        no_decay = [p for p in params if p.dim() < 2 or id(p) in exempt]
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.lr,

@@ -48,7 +48,7 @@ run() {  # run NAME MAX_SECONDS CMD...: bounded by the overall deadline
 }
 
 run convert 120 python -c "from lora_hyper.base_model import load_base_model; load_base_model('smollm2-135m-instruct')"
-run niah 280 python benchmarks/niah.py --out-dir "$OUT" --max-minutes "${NIAH_MINUTES:-3}" --max-chunks 24 --min-chunk-tokens 10 --save-model "$ROOT/.device/niah_model"
+run niah 280 python benchmarks/niah.py --out-dir "$OUT" --max-minutes "${NIAH_MINUTES:-3}" --save-model "$ROOT/.device/niah_model"
 run memory 45 python benchmarks/memory.py --out-dir "$OUT"
 run internalize_vs_cd 90 python benchmarks/internalize_vs_cd.py --model "$ROOT/.device/niah_model" --out-dir "$OUT" --cd-max-steps 200
 run lora_apply 60 python benchmarks/lora_apply.py --out-dir "$OUT"

@@ -2,13 +2,19 @@
 
     python benchmarks/niah.py                 # full: one GPU, ~5 minutes of training (bf16, large batch)
     python benchmarks/niah.py --quick         # 2 CPU cores: a short run that shows the learning curve start
+    # the shipped d2l-smollm2-niah: train (resumable, --resume CKPT), then evaluate the saved model
+    python benchmarks/niah.py --recipe recipes/d2l/niah_smollm2_cpu.yaml --train-only --ckpt-dir outputs/niah_ckpt \
+        --save-model outputs/d2l-smollm2-niah --name niah_cpu_train --max-minutes 110 --eval-every 100 --eval-samples 10
+    python benchmarks/niah.py --eval-only outputs/d2l-smollm2-niah --train-result benchmarks/results/niah_cpu_train.json \
+        --name niah_cpu --bins 256,1024,4096,8192,16384,32768,40960 --samples-per-bin 20
 
 Trains ``DocToLoRAModule`` (packaged SmolLM2-135M-Instruct, down_proj r=8, early-exit encoder, CE on the
 number) with ``NIAHDataModule`` (contexts of 32-256 tokens only, 1..8 random chunks, a needle-only curriculum),
 records the loss curve and exact match at 1K tokens every ``--eval-every`` steps (steps and wall time to 90%),
-then evaluates every bin (256 .. 40K tokens, chunk length 1024) and the 4x bin with a rank budget, next to the
-base model with the haystack in its prompt (only where the prompt fits its window). Saves the trained
-hypernetwork with ``save_pretrained``; writes benchmarks/results/niah[_quick|_gpu].json and a PNG.
+then evaluates every bin (256 .. 40K tokens, chunk length 1024) with and without a rank budget, the varied-prose
+haystacks at 1-4K, the chunk-health ratio, next to the base model with the haystack in its prompt (only where the
+prompt fits its window). Saves the trained hypernetwork with ``save_pretrained``; writes
+benchmarks/results/<name>.json and a PNG.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 
+from lora_hyper.callbacks.chunk_health import chunk_health  # noqa: E402
 from lora_hyper.callbacks.curriculum import NeedleCurriculum  # noqa: E402
 from lora_hyper.callbacks.niah import evaluate_niah  # noqa: E402
 from lora_hyper.data_modules.collate import chat_prompt_ids  # noqa: E402
@@ -38,6 +45,9 @@ from lora_hyper.doc_to_lora import DocToLoRA  # noqa: E402
 from lora_hyper.modules.d2l import DocToLoRAModule  # noqa: E402
 
 FULL_BINS = [256, 1024, 4096, 8192, 16384, 32768, 40960]
+PROSE_BINS = [1024, 2048, 4096]
+DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "d2l" / "niah_smollm2_cpu.yaml"
+CHUNK_LENGTH = 1024
 SIZES: dict[str, dict[str, Any]] = {
     "full": dict(
         batch_size=32,
@@ -229,16 +239,29 @@ def base_in_context(
     return rows
 
 
-def plot(path: Path, final: dict[str, Any], icl: list[dict[str, Any]], rec: Recorder, window: int) -> None:
+def plot(path: Path, evaluation: dict[str, Any], training: dict[str, Any] | None, window: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    xs = [b["n_tokens"] for b in final["bins"]]
-    ax1.plot(xs, [b["accuracy"] for b in final["bins"]], "o-", label="Doc-to-LoRA (haystack internalized)")
-    pts = [(r["n_tokens"], r["accuracy"]) for r in icl if r["accuracy"] is not None]
+    xs = [b["n_tokens"] for b in evaluation["niah"]]
+    ax1.plot(
+        xs, [b["accuracy"] for b in evaluation["niah"]], "o-", label="Doc-to-LoRA (haystack internalized)"
+    )
+    budget = evaluation.get("niah_rank_budget") or []
+    if budget:
+        ax1.plot(
+            [b["n_tokens"] for b in budget],
+            [b["accuracy"] for b in budget],
+            "^:",
+            label=f"rank budget {evaluation['rank_budget']}",
+        )
+    prose = evaluation.get("niah_prose") or []
+    if prose:
+        ax1.plot([b["n_tokens"] for b in prose], [b["accuracy"] for b in prose], "d-", label="varied prose")
+    pts = [(r["n_tokens"], r["accuracy"]) for r in evaluation["base_in_context"] if r["accuracy"] is not None]
     if pts:
         ax1.plot(*zip(*pts), "s--", label="base, haystack in prompt")
     ax1.axvline(window, color="grey", ls=":", label=f"native window ({window})")
@@ -248,32 +271,32 @@ def plot(path: Path, final: dict[str, Any], icl: list[dict[str, Any]], rec: Reco
     ax1.set_ylabel("exact match")
     ax1.legend(fontsize=8)
     ax1.set_title("NIAH exact match (trained on 32-256 tokens)")
-    if rec.losses:
-        steps, losses = zip(*rec.losses)
+    if training and training.get("loss_curve"):
+        steps, losses = zip(*training["loss_curve"])
         ax2.plot(steps, losses, lw=0.6, label="train loss")
     ax2.set_xlabel("step")
     ax2.set_ylabel("loss")
     ax3 = ax2.twinx()
-    if rec.evals:
-        ax3.plot(
-            [e["step"] for e in rec.evals],
-            [e["accuracy"] for e in rec.evals],
-            "r.-",
-            label=f"EM at {rec.bin}",
-        )
+    if training and training.get("eval_curve_1k"):
+        curve = training["eval_curve_1k"]
+        ax3.plot([e["step"] for e in curve], [e["accuracy"] for e in curve], "r.-", label="EM at 1K")
     ax3.set_ylim(-0.02, 1.02)
-    ax2.set_title("learning curve")
+    ax2.set_title("learning curve (red: exact match at 1K)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument(
+        "--smoke", action="store_true", help="a few steps of the FULL configuration (path check on CPU)"
+    )
+    p.add_argument(
         "--recipe",
-        help="train the model and data of this LightningCLI recipe (e.g. recipes/d2l/niah_smollm2_cpu.yaml)",
+        help="train the model and data of this LightningCLI recipe (default: the shipped model's, with the "
+        "hypernetwork sizes of --quick or the full GPU size)",
     )
     p.add_argument(
         "--override",
@@ -286,14 +309,13 @@ def main() -> None:
         action="store_true",
         help="stop after training (save the model, write the curve); evaluate later with --eval-only",
     )
-    p.add_argument(
-        "--smoke", action="store_true", help="a few steps of the FULL configuration (path check on CPU)"
-    )
+    p.add_argument("--eval-only", help="evaluate this saved model dir (or shipped name) instead of training")
+    p.add_argument("--train-result", help="with --eval-only: the --train-only JSON whose curve to report")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--max-minutes", type=float)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--encoder-mode", default="early_exit", choices=["early_exit", "per_layer"])
-    p.add_argument("--objective", default="ce", choices=["ce", "distill"])
+    p.add_argument("--encoder-mode", choices=["early_exit", "per_layer"])
+    p.add_argument("--objective", choices=["ce", "distill"])
     p.add_argument("--rank-budget", type=int, default=64)
     p.add_argument("--save-model", default=None, help="directory for DocToLoRA.save_pretrained")
     p.add_argument("--out-dir", default=None)
@@ -301,13 +323,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--eval-every", type=int, help="steps between exact-match checks at 1K tokens")
     p.add_argument("--curriculum-steps", type=int, help="steps of the needle-only -> haystack ramp")
-    p.add_argument("--max-chunks", type=int, default=8, help="training samples 1..K chunks per context")
-    p.add_argument(
-        "--min-chunk-tokens",
-        type=int,
-        default=25,
-        help="smallest training chunk (caps K for short contexts: 256 // 25 = 10 chunks)",
-    )
+    p.add_argument("--max-chunks", type=int, help="training samples 1..K chunks per context")
+    p.add_argument("--min-chunk-tokens", type=int, help="smallest training chunk (caps K at ceil(len / it))")
     p.add_argument("--name", default=None, help="result file name (default niah[_quick|_smoke][_gpu])")
     p.add_argument(
         "--ckpt-dir", default=None, help="checkpoint every 100 steps here (last.ckpt) for long runs"
@@ -322,11 +339,18 @@ def main() -> None:
     p.add_argument(
         "--bins", help="comma-separated haystack lengths for the final evaluation, e.g. 256,1024,40960"
     )
+    p.add_argument(
+        "--prose-bins", help="comma-separated lengths of the varied-prose haystacks (default 1K-4K)"
+    )
     p.add_argument("--samples-per-bin", type=int, help="haystacks per bin in the final evaluation")
     p.add_argument(
         "--icl-samples", type=int, help="haystacks per bin for the base model with them in its prompt"
     )
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def run_size(args: argparse.Namespace) -> dict[str, Any]:
+    """The size table entry, with the command line's overrides."""
     size = dict(SIZES["quick" if args.quick else "full"])
     if args.smoke:
         size.update(
@@ -338,71 +362,67 @@ def main() -> None:
             icl_samples=2,
             curriculum_steps=2,
         )
-    overrides = ("max_steps", "max_minutes", "batch_size", "eval_every", "curriculum_steps", "lr")
-    for key in (*overrides, "eval_samples", "samples_per_bin", "icl_samples"):
+    keys = ("max_steps", "max_minutes", "batch_size", "eval_every", "curriculum_steps", "lr", "eval_samples")
+    for key in (*keys, "samples_per_bin", "icl_samples"):
         if getattr(args, key) is not None:
             size[key] = getattr(args, key)
     if args.bins:
         size["bins"] = [int(b) for b in args.bins.split(",")]
-    gpu = torch.cuda.is_available()
-    if not gpu:
-        torch.set_num_threads(args.threads)
-    L.seed_everything(0)
-    chunk_length = 1024
+    size["prose_bins"] = (
+        [int(b) for b in args.prose_bins.split(",")]
+        if args.prose_bins
+        else [b for b in PROSE_BINS if b <= 4096]
+    )
+    if args.smoke or args.quick:
+        size["prose_bins"] = size["prose_bins"][:1]
+    return size
 
-    recipe = recipe_settings(args.recipe, args.override) if args.recipe else None
-    if recipe is not None:
-        model_args = dict(recipe["model"], chunk_length=chunk_length)
-        data_args = dict(recipe["data"], val_bins=[])
-        if args.lr is not None:
-            model_args["lr"] = args.lr
-        if args.batch_size is not None:
-            data_args["batch_size"] = args.batch_size
+
+def build(args: argparse.Namespace, size: dict[str, Any]) -> tuple[DocToLoRAModule, NIAHDataModule]:
+    """Module and data of the recipe; without ``--recipe`` the shipped model's recipe at this run's size."""
+    recipe = recipe_settings(args.recipe or str(DEFAULT_RECIPE), args.override)
+    model_args = dict(recipe["model"], chunk_length=CHUNK_LENGTH)
+    data_args = dict(recipe["data"], val_bins=[])
+    if not args.recipe:  # the size table decides the hypernetwork and the step budget
+        model_args.update({k: size[k] for k in ("latent_dim", "n_latents", "n_blocks", "n_heads", "lr")})
+        data_args["batch_size"] = size["batch_size"]
+    else:
         if args.max_steps is None and not args.smoke and recipe["max_steps"]:
             size["max_steps"] = int(recipe["max_steps"])
         if args.curriculum_steps is None and recipe["curriculum"]:
             size["curriculum_steps"] = int(recipe["curriculum"].get("steps", size["curriculum_steps"]))
-        size.update(
-            lr=model_args.get("lr", size["lr"]),
-            batch_size=data_args.get("batch_size", size["batch_size"]),
-            **{
-                k: model_args[k]
-                for k in ("latent_dim", "n_latents", "n_blocks", "n_heads")
-                if k in model_args
-            },
-        )
-        module = DocToLoRAModule(**model_args)
-        data = NIAHDataModule(**data_args)
-    else:
-        module = DocToLoRAModule(
-            base_model="smollm2-135m-instruct",
-            targets=["down_proj"],
-            rank=8,
-            encoder_mode=args.encoder_mode,
-            latent_dim=size["latent_dim"],
-            n_latents=size["n_latents"],
-            n_blocks=size["n_blocks"],
-            n_heads=size["n_heads"],
-            objective=args.objective,
-            chunk_length=chunk_length,
-            lr=size["lr"],
-            warmup=0.05,
-            schedule="cosine",
-        )
-        data = NIAHDataModule(
-            base_model="smollm2-135m-instruct",
-            train_lengths=(32, 256),
-            val_bins=[],
-            batch_size=size["batch_size"],
-            max_chunks=args.max_chunks,
-            min_chunk_tokens=args.min_chunk_tokens,
-            needle_only_prob=1.0,
-            with_teacher=args.objective == "distill",
-            seed=0,
-        )
-    rec = Recorder(size["eval_every"], 1024, size["eval_samples"], chunk_length)
+    cli = {
+        "lr": args.lr,
+        "encoder_mode": args.encoder_mode,
+        "objective": args.objective,
+    }
+    model_args.update({k: v for k, v in cli.items() if v is not None})
+    if args.batch_size is not None:
+        data_args["batch_size"] = args.batch_size
+    if args.max_chunks is not None:
+        data_args["max_chunks"] = args.max_chunks
+    if args.min_chunk_tokens is not None:
+        data_args["min_chunk_tokens"] = args.min_chunk_tokens
+    data_args["with_teacher"] = model_args.get("objective", "ce") == "distill"
+    size.update(
+        lr=model_args["lr"],
+        batch_size=data_args["batch_size"],
+        **{k: model_args[k] for k in ("latent_dim", "n_latents", "n_blocks", "n_heads")},
+        model_args=model_args,
+        data_args=data_args,
+    )
+    return DocToLoRAModule(**model_args), NIAHDataModule(**data_args)
+
+
+def train(
+    args: argparse.Namespace, size: dict[str, Any], gpu: bool
+) -> tuple[DocToLoRAModule, dict[str, Any]]:
+    """Fit the module (resumable), record the curve; returns the module and the ``training`` section."""
+    module, data = build(args, size)
+    rec = Recorder(size["eval_every"], 1024, size["eval_samples"], CHUNK_LENGTH)
     if args.prior_result:
         rec.prepend(json.loads(Path(args.prior_result).read_text()))
+    ckpt = [ModelCheckpoint(args.ckpt_dir, every_n_train_steps=100, save_top_k=1, save_last=True)]
     trainer = L.Trainer(
         accelerator="gpu" if gpu else "cpu",
         devices=1,
@@ -415,11 +435,7 @@ def main() -> None:
         enable_progress_bar=not gpu,
         num_sanity_val_steps=0,
         callbacks=[NeedleCurriculum(1.0, 0.1, size["curriculum_steps"]), rec]
-        + (
-            [ModelCheckpoint(args.ckpt_dir, every_n_train_steps=100, save_top_k=1, save_last=True)]
-            if args.ckpt_dir
-            else []
-        ),
+        + (ckpt if args.ckpt_dir else []),
         log_every_n_steps=10,
     )
     t0 = time.perf_counter()
@@ -428,113 +444,128 @@ def main() -> None:
     rec.evaluate(trainer, module)  # the final point of the curve
     if args.save_model:
         DocToLoRA.from_module(module).save_pretrained(args.save_model)
-    if args.train_only:
-        name = args.name or "niah_train"
-        out_dir = Path(args.out_dir) if args.out_dir else Path(__file__).resolve().parent / "results"
-        payload = {
-            "recipe": args.recipe,
-            "overrides": args.override,
-            "config": {**size, "hypernet_params": sum(p.numel() for p in module.hypernet.parameters())},
-            "training": {
-                "steps": trainer.global_step,
-                "wall_s": wall + rec.prior_wall_s,
-                "wall_s_this_run": wall,
-                "loss_curve": rec.losses[:: max(1, len(rec.losses) // 400)],
-                "eval_curve_1k": rec.evals,
-                "reached_90pct_at_1k": rec.first_reaching(),
-            },
-        }
-        print(f"wrote {write_result(name, payload, out_dir)}")
-        return
+    largest_n = max((e.get("n", 0) for e in rec.evals), default=1)
+    training = {
+        "steps": trainer.global_step,
+        "wall_s": wall + rec.prior_wall_s,
+        "wall_s_this_run": wall,
+        "resumed_from": args.resume,
+        "loss_curve": rec.losses[:: max(1, len(rec.losses) // 400)],
+        "eval_curve_1k": rec.evals,
+        "reached_90pct_at_1k": rec.first_reaching(min_n=largest_n),
+        "hypernet_params": sum(p.numel() for p in module.hypernet.parameters()),
+    }
+    if not math.isfinite(rec.losses[-1][1] if rec.losses else 0.0):
+        raise SystemExit("training diverged (non-finite loss)")
+    return module, training
 
+
+def final_evaluation(model: Any, size: dict[str, Any], rank_budget: int, gpu: bool) -> dict[str, Any]:
+    """Every bin with and without the rank budget, varied prose, chunk health, the base with the haystack."""
+    batch = 4 if gpu else 2
     t = time.perf_counter()
     final = evaluate_niah(
-        module,
+        model,
         bins=size["bins"],
         samples_per_bin=size["samples_per_bin"],
-        chunk_length=chunk_length,
-        batch_size=4 if gpu else 2,
+        chunk_length=CHUNK_LENGTH,
+        batch_size=batch,
         seed=0,
+        extra_rank_budgets=[rank_budget],
     )
-    eval_seconds = time.perf_counter() - t
-    for b in final["bins"]:
-        print(f"[niah] D2L at {b['n_tokens']:>6} tokens: {b['accuracy']:.2f} (n={b['n']})", flush=True)
-    window = module.native_window
-    four_x = [b for b in size["bins"] if b >= 4 * window] or [max(size["bins"])]
-    budget = evaluate_niah(
-        module,
-        bins=[four_x[0]],
+    for b, nb in zip(final["bins"], final["rank_budgets"][rank_budget]):
+        print(
+            f"[niah] D2L at {b['n_tokens']:>6} tokens: {b['accuracy']:.2f} "
+            f"(rank budget {rank_budget}: {nb['accuracy']:.2f}, n={b['n']})",
+            flush=True,
+        )
+    prose = evaluate_niah(
+        model,
+        bins=size["prose_bins"],
         samples_per_bin=size["samples_per_bin"],
-        chunk_length=chunk_length,
-        rank_budget=args.rank_budget,
-        batch_size=4 if gpu else 2,
+        chunk_length=CHUNK_LENGTH,
+        batch_size=batch,
         seed=0,
+        haystack="prose",
     )
-    icl = base_in_context(
-        module, [b for b in size["bins"] if b <= window], size["icl_samples"], 4 if gpu else 2
-    )
-
-    largest_n = max((e.get("n", 0) for e in rec.evals), default=1)
-    reached = rec.first_reaching(min_n=largest_n)  # the best-sampled checks (a resumed run may add more)
-    acc = {b["n_tokens"]: b["accuracy"] for b in final["bins"]}
-    upto = [a for n, a in acc.items() if n <= window]
-    beyond = [acc[n] for n in acc if n >= 4 * window]
-    targets = {
-        ">=95% at every bin up to 1x": bool(upto) and min(upto) >= 0.95,
-        ">=90% at 4x and 5x": bool(beyond) and min(beyond) >= 0.90,
+    for b in prose["bins"]:
+        print(f"[niah] D2L varied prose at {b['n_tokens']:>6} tokens: {b['accuracy']:.2f}", flush=True)
+    eval_seconds = time.perf_counter() - t
+    health = chunk_health(model)
+    print(f"[niah] chunk health: 31 filler chunks / needle chunk = {health['ratio']:.3f}", flush=True)
+    window = model.native_window
+    icl = base_in_context(model, [b for b in size["bins"] if b <= window], size["icl_samples"], batch)
+    keep = ("bin", "n_tokens", "accuracy", "n")
+    return {
+        "niah": [{k: b[k] for k in keep} for b in final["bins"]],
+        "rank_budget": rank_budget,
+        "niah_rank_budget": [{k: b[k] for k in keep} for b in final["rank_budgets"][rank_budget]],
+        "niah_prose": [{k: b[k] for k in keep} for b in prose["bins"]],
+        "niah_eval_s": eval_seconds,
+        "chunk_health": health,
+        "base_in_context": icl,
+        "native_window": window,
+        "samples": [s for s in final["samples"] if not s["correct"]][:20] + final["samples"][:20],
     }
+
+
+def targets_met(evaluation: dict[str, Any], training: dict[str, Any] | None) -> dict[str, bool]:
+    """The issue's targets, judged on the measured numbers."""
+    all_bins = [b["accuracy"] for b in evaluation["niah"]] + [
+        b["accuracy"] for b in evaluation["niah_rank_budget"]
+    ]
+    prose = [b["accuracy"] for b in evaluation["niah_prose"]]
+    reached = (training or {}).get("reached_90pct_at_1k")
+    return {
+        ">=0.95 at every bin, with and without the rank budget": bool(all_bins)
+        and min(all_bins) >= 0.95 - 1e-6,
+        ">=0.90 on varied prose": bool(prose) and min(prose) >= 0.90 - 1e-6,
+        "90% at 1K within 30 minutes of training": bool(reached) and reached["train_wall_s"] <= 1800,
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    size = run_size(args)
+    gpu = torch.cuda.is_available()
+    if not gpu:
+        torch.set_num_threads(args.threads)
+    L.seed_everything(0)
     name = args.name or (
         "niah" + ("_quick" if args.quick else "") + ("_smoke" if args.smoke else "") + ("_gpu" if gpu else "")
     )
     out_dir = Path(args.out_dir) if args.out_dir else Path(__file__).resolve().parent / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot(out_dir / f"{name}.png", final, icl, rec, window)
-    payload = {
-        "config": {
-            **{k: v for k, v in size.items()},
-            "encoder_mode": args.encoder_mode,
-            "objective": args.objective,
-            "targets": ["down_proj"],
-            "rank": 8,
+    if args.eval_only:
+        model: Any = DocToLoRA.from_pretrained(args.eval_only)
+        prior = json.loads(Path(args.train_result).read_text()) if args.train_result else {}
+        training, config = prior.get("training"), {**prior.get("config", {}), "model": args.eval_only}
+    else:
+        model, training = train(args, size, gpu)
+        config = {
+            **{k: v for k, v in size.items() if k not in ("model_args", "data_args")},
+            "recipe": args.recipe or str(DEFAULT_RECIPE.relative_to(DEFAULT_RECIPE.parents[2])),
+            "overrides": args.override,
+            "model": size.get("model_args"),
+            "data": size.get("data_args"),
+            "chunk_length": CHUNK_LENGTH,
             "train_lengths": [32, 256],
-            "max_chunks": args.max_chunks,
-            "min_chunk_tokens": args.min_chunk_tokens,
-            "chunk_length": chunk_length,
-            "curriculum": "needle-only prob 1.0 -> 0.1",
+            "curriculum": f"needle-only prob 1.0 -> 0.1 over {size['curriculum_steps']} steps",
             "seed": 0,
-            "resumed_from": args.resume,
-            "hypernet_params": sum(p.numel() for p in module.hypernet.parameters()),
-        },
-        "training": {
-            "steps": trainer.global_step,
-            "wall_s": wall + rec.prior_wall_s,
-            "wall_s_this_run": wall,
-            "loss_curve": rec.losses[:: max(1, len(rec.losses) // 400)],
-            "eval_curve_1k": rec.evals,
-            "reached_90pct_at_1k": reached,
-            "reached_90pct_at_1k_any_n": rec.first_reaching(),
-        },
-        "niah": [{k: b[k] for k in ("bin", "n_tokens", "accuracy", "n")} for b in final["bins"]],
-        "niah_eval_s": eval_seconds,
-        "rank_budget_eval": {
-            "rank_budget": args.rank_budget,
-            "n_tokens": four_x[0],
-            "multiple_of_window": four_x[0] / window,
-            "accuracy": budget["acc_mean"],
-        },
-        "base_in_context": icl,
-        "native_window": window,
-        "targets": targets,
-        "samples": final["samples"][:40],
-        "notes": (
-            "Quick CPU run: shows the pipeline and the start of the learning curve, not the final accuracy."
-            if args.quick or args.smoke
-            else "Full run on one GPU within the time budget in config.max_minutes."
-        ),
+        }
+    payload: dict[str, Any] = {
+        "command": " ".join(["python", *sys.argv]),
+        "config": config,
+        "training": training,
     }
+    if args.train_only:
+        print(f"wrote {write_result(name, payload, out_dir)}")
+        return
+    evaluation = final_evaluation(model, size, args.rank_budget, gpu)
+    payload.update(evaluation)
+    payload["targets"] = targets_met(evaluation, training)
+    plot(out_dir / f"{name}.png", evaluation, training, evaluation["native_window"])
     print(f"wrote {write_result(name, payload, out_dir)}")
-    if not math.isfinite(rec.losses[-1][1] if rec.losses else 0.0):
-        raise SystemExit("training diverged (non-finite loss)")
 
 
 if __name__ == "__main__":

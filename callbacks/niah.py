@@ -37,6 +37,8 @@ def evaluate_niah(
     max_new_tokens: int = 8,
     tokenizer: Any = None,
     native_window: int | None = None,
+    haystack: str = "repeat",
+    extra_rank_budgets: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Exact-match NIAH accuracy per length bin of a model with ``internalize`` and ``generate``.
 
@@ -45,8 +47,12 @@ def evaluate_niah(
     asked WITHOUT the haystack (``model.generate(questions, adapters, max_new_tokens=)``, question i uses
     adapter i). An answer is right when its first 4-digit number equals the needle's.
 
+    ``haystack="prose"`` uses varied sentences instead of the repeated filler. Each ``extra_rank_budgets`` entry
+    scores the same internalized adapters again after compressing them to that rank (no second encoding).
+
     Returns ``{"bins": [{"bin", "n_tokens", "accuracy", "n", "mean_tokens"}], "acc_mean", "native_window",
-    "samples": [{"bin", "n_tokens", "depth", "answer", "output", "correct"}]}``.
+    "samples": [{"bin", "n_tokens", "depth", "answer", "output", "correct"}], "rank_budgets": {budget: [rows
+    like "bins"]}}``.
     """
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     if tokenizer is None:
@@ -59,14 +65,16 @@ def evaluate_niah(
     targets = [(str(b), resolve_length(b, native)) for b in bins]
     rows: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
+    budget_rows: dict[int, list[dict[str, Any]]] = {int(b): [] for b in extra_rank_budgets}
     modes = {m: m.training for m in model.modules()} if isinstance(model, torch.nn.Module) else {}
     if modes:
         model.eval()
     try:
         with torch.no_grad():
             for spec, n in targets:
-                examples = niah_examples(tokenizer, n, samples_per_bin, seed, "niah-eval")
+                examples = niah_examples(tokenizer, n, samples_per_bin, seed, "niah-eval", haystack)
                 metric = MeanMetric(sync_on_compute=False)  # every rank scores the same haystacks
+                budget_hits: dict[int, list[bool]] = {b: [] for b in budget_rows}
                 for start in range(0, len(examples), batch_size):
                     group = examples[start : start + batch_size]
                     adapters = model.internalize(
@@ -79,6 +87,11 @@ def evaluate_niah(
                         raise ValueError(
                             f"generate returned {len(outputs)} answers for {len(group)} questions."
                         )
+                    questions = [e.question for e in group]
+                    for b, hits in budget_hits.items():
+                        small = adapters.compress(b) if adapters.rank > b else adapters
+                        answers = model.generate(questions, small, max_new_tokens=max_new_tokens)
+                        hits += [extract_number(o) == e.answer for o, e in zip(answers, group)]
                     for e, out in zip(group, outputs):
                         correct = extract_number(out) == e.answer
                         metric.update(float(correct))
@@ -97,11 +110,19 @@ def evaluate_niah(
                         "mean_tokens": mean_tokens,
                     }
                 )
+                for b, hits in budget_hits.items():
+                    budget_rows[b].append(rows[-1] | {"accuracy": sum(hits) / len(hits), "rank_budget": b})
     finally:
         for module, mode in modes.items():  # restore each submodule (a frozen base stays in eval mode)
             module.train(mode)
     acc_mean = sum(r["accuracy"] for r in rows) / len(rows) if rows else 0.0
-    return {"bins": rows, "acc_mean": acc_mean, "native_window": native, "samples": samples}
+    return {
+        "bins": rows,
+        "acc_mean": acc_mean,
+        "native_window": native,
+        "samples": samples,
+        "rank_budgets": budget_rows,
+    }
 
 
 def niah_metrics(results: dict[str, Any], prefix: str = "niah") -> dict[str, float]:

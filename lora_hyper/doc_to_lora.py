@@ -17,8 +17,9 @@ from lora_hyper.base_model import load_base_model, native_window
 from lora_hyper.chunking import encode_documents
 from lora_hyper.context_encoder import ContextEncoder
 from lora_hyper.generation import generate_answers
-from lora_hyper.hypernets.d2l import DocToLoRAHypernet, DocToLoRAHypernetConfig
+from lora_hyper.hypernets.d2l import DocToLoRAHypernet, DocToLoRAHypernetConfig, group_sizes
 from lora_hyper.lora import LoRABatch, LoRASpec, atomic_directory_write, save_peft
+from lora_hyper.pretrained import resolve_model_dir
 
 FORMAT = "lora-hyper/doc-to-lora"
 CONFIG_NAME = "doc_to_lora.json"
@@ -47,6 +48,12 @@ def default_chunk_length(encoder: ContextEncoder) -> int:
     return max(16, native_window(encoder.model) - CHUNK_MARGIN)
 
 
+def length_sorted_slices(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Chunk indices grouped ``batch_size`` at a time in order of length, so each slice pads to a similar width."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+
+
 @torch.no_grad()
 def internalize_documents(
     encoder: ContextEncoder,
@@ -58,10 +65,16 @@ def internalize_documents(
     chunk_batch_size: int = 16,
     progress: bool = False,
     system: str | None = None,
+    include_bias: bool = True,
 ) -> LoRABatch:
-    """One adapter per document, any length: chunk, encode and run the hypernetwork in batches of chunks,
+    """One adapter per document, any length: chunk, encode and run the hypernetwork on slices of chunks,
     sum each document's chunk adapters, add the bias block, then compress to ``rank_budget`` if given.
-    ``system`` is the system message of every chunk's chat wrapping (the one the hypernetwork was trained on)."""
+
+    Chunks of all documents are packed into slices of similar length (sorted by length, each slice cut to its
+    longest chunk), so a batch of documents costs about one encoder pass over its tokens. ``system`` is the
+    system message of every chunk's chat wrapping (the one the hypernetwork was trained on);
+    ``include_bias=False`` leaves the context-free bias block out (the documents' own deltas only).
+    """
     docs = [docs] if isinstance(docs, str) else list(docs)
     if not docs:
         raise ValueError("No documents given to internalize.")
@@ -70,25 +83,32 @@ def internalize_documents(
             raise ValueError(f"Document {i} is empty or whitespace only; give it some text to internalize.")
     if rank_budget is not None and rank_budget < 1:
         raise ValueError(f"rank_budget must be >= 1, got {rank_budget}.")
+    if chunk_length is not None and chunk_length < 1:
+        raise ValueError(f"chunk_length must be >= 1, got {chunk_length}.")
     batch = encode_documents(
         tokenizer, docs, chunk_length=chunk_length or default_chunk_length(encoder), system=system
     )
     device = next(hypernet.parameters()).device
     ids, mask, doc_index = batch["ctx_input_ids"], batch["ctx_attention_mask"], batch["ctx_doc_index"]
-    starts = range(0, ids.shape[0], chunk_batch_size)
-    if progress and len(starts) > 1:
+    slices = length_sorted_slices(mask.sum(1).tolist(), chunk_batch_size)
+    if progress and len(slices) > 1:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc="internalize", unit="batch")
-    parts = []
-    for s in starts:
-        m = mask[s : s + chunk_batch_size]
+        slices = tqdm(slices, desc="internalize", unit="batch")
+    parts, order = [], []
+    for rows in slices:
+        m = mask[rows]
         keep = m.any(0)  # left padding: drop columns that are padding in every row of this slice
-        x, m = ids[s : s + chunk_batch_size][:, keep].to(device), m[:, keep].to(device)
+        x, m = ids[rows][:, keep].to(device), m[:, keep].to(device)
         feats, fmask = encoder(x, m)
         parts.append(hypernet(feats, fmask, join=False).detach())
+        order += rows
+    chunks = LoRABatch.cat(parts).select(torch.tensor(order).argsort())  # back to document order
     with unsharded(hypernet):
-        lora = hypernet.join(LoRABatch.cat(parts), doc_index.to(device)).detach()
+        if include_bias:
+            lora = hypernet.join(chunks, doc_index.to(device)).detach()
+        else:
+            lora = chunks.merge_groups(group_sizes(doc_index))
     if rank_budget is not None and lora.rank > rank_budget:
         lora = lora.compress(rank_budget)
     return lora
@@ -137,9 +157,14 @@ class DocToLoRA:
 
     # ------------------------------------------------------------------ use
     def internalize(
-        self, docs: str | Sequence[str], chunk_length: int | None = None, rank_budget: int | None = None
+        self,
+        docs: str | Sequence[str],
+        chunk_length: int | None = None,
+        rank_budget: int | None = None,
+        include_bias: bool = True,
     ) -> LoRABatch:
-        """One adapter per document (any length; chunked at ``chunk_length``, compressed to ``rank_budget``)."""
+        """One adapter per document (any length; chunked at ``chunk_length``, compressed to ``rank_budget``;
+        ``include_bias=False``: the documents' own deltas without the context-free bias block)."""
         return internalize_documents(
             self.encoder,
             self.hypernet,
@@ -149,6 +174,7 @@ class DocToLoRA:
             rank_budget or self.rank_budget,
             progress=True,
             system=self.system_prompt,
+            include_bias=include_bias,
         )
 
     def generate(
@@ -209,10 +235,8 @@ class DocToLoRA:
 
     @staticmethod
     def read_config(directory: str | os.PathLike) -> dict[str, Any]:
-        """The JSON config of a model dir; a clear error when the dir is missing or not a Doc-to-LoRA dir."""
-        path = Path(directory)
-        if not path.is_dir():
-            raise FileNotFoundError(f"Doc-to-LoRA model directory not found: {path}")
+        """The JSON config of a model dir (or shipped name); a clear error when it is missing or not Doc-to-LoRA."""
+        path = resolve_model_dir(directory)
         cfg_path = path / CONFIG_NAME
         if not cfg_path.is_file() or not (path / WEIGHTS_NAME).is_file():
             raise FileNotFoundError(
@@ -232,11 +256,14 @@ class DocToLoRA:
         attn_implementation: str = "auto",
         dtype: str = "auto",
     ) -> DocToLoRA:
-        """Load a model dir written by :meth:`save_pretrained` (safetensors only; nothing is unpickled).
+        """Load a model dir written by :meth:`save_pretrained`, or a shipped model by name (e.g.
+        ``"d2l-smollm2-niah"``; :func:`lora_hyper.pretrained.shipped_models` lists them). Safetensors only;
+        nothing is unpickled.
 
         ``base_model`` overrides where the base weights load from; a base model whose name or layer
         shapes differ from the one the dir was built for is an error.
         """
+        directory = resolve_model_dir(directory)
         cfg = cls.read_config(directory)
         saved_name = cfg["base_model"]
         name = base_model or saved_name

@@ -21,7 +21,11 @@ def _parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="lora-hyper ask", description="Answer a question about a document it internalized."
     )
-    p.add_argument("--model", required=True, help="Doc-to-LoRA model directory (DocToLoRA.save_pretrained)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="Doc-to-LoRA model directory (save_pretrained) or shipped name, e.g. d2l-smollm2-niah",
+    )
     p.add_argument("--doc", required=True, help="UTF-8 text file to internalize")
     p.add_argument("--question", required=True, help="the question (asked without the document in context)")
     p.add_argument("--chunk-length", type=int, default=None, help="tokens per chunk (default: the model's)")

@@ -16,7 +16,11 @@ def positive(value: int | None, flag: str) -> int | None:
 
 def _parser() -> ArgumentParser:
     p = ArgumentParser(prog="lora-hyper internalize", description="Write one PEFT adapter per document.")
-    p.add_argument("--model", required=True, help="Doc-to-LoRA model directory (DocToLoRA.save_pretrained)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="Doc-to-LoRA model directory (save_pretrained) or shipped name, e.g. d2l-smollm2-niah",
+    )
     p.add_argument("--doc", required=True, nargs="+", help="UTF-8 text file(s) to internalize")
     p.add_argument(
         "--out", required=True, help="folder that receives one adapter dir per document (file stem)"

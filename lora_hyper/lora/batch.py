@@ -92,6 +92,16 @@ class LoRABatch:
         """Dense weight deltas ``scale * B @ A`` of one module type: ``[batch, layer, out, in]``."""
         return self.scale * (self.B[module] @ self.A[module])
 
+    def delta_norms(self) -> Tensor:
+        """Per sample, the Frobenius norm of all deltas ``scale * B @ A`` together: ``[batch]`` (never forms B @ A).
+
+        ``||B A||_F^2 = sum((A A^T) * (B^T B))``, computed on ``r x r`` Gram matrices."""
+        total = 0
+        for m in self.spec.target_modules:
+            a, b = self.A[m].float(), self.B[m].float()
+            total = total + ((a @ a.transpose(-1, -2)) * (b.transpose(-1, -2) @ b)).sum(dim=(1, 2, 3))
+        return abs(float(self.scale)) * total.clamp(min=0).sqrt()
+
     def _map(self, fn) -> LoRABatch:
         return LoRABatch(
             self.spec,

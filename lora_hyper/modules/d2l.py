@@ -22,15 +22,6 @@ from lora_hyper.strategies import shard_fsdp2
 OBJECTIVES = ("ce", "distill")
 
 
-def adapter_norm(lora: LoRABatch) -> Tensor:
-    """Mean over samples of the Frobenius norm of all deltas ``scale * B @ A`` (never forming B @ A)."""
-    total = 0
-    for m in lora.spec.target_modules:
-        a, b = lora.A[m].float(), lora.B[m].float()
-        total = total + ((a @ a.transpose(-1, -2)) * (b.transpose(-1, -2) @ b)).sum(dim=(1, 2, 3))
-    return (abs(float(lora.scale)) * total.clamp(min=0).sqrt()).mean()
-
-
 def consecutive_groups(doc_index: Tensor, n_docs: int) -> bool:
     """True when rows are ``k`` questions of document 0, then ``k`` of document 1, ... (no index copy needed)."""
     rows = doc_index.numel()
@@ -232,7 +223,7 @@ class DocToLoRAModule(HypernetModule):
             "loss": loss,
             "qa_loss": qa_loss.detach(),
             "l1": l1.detach(),
-            "adapter_norm": adapter_norm(lora.detach()),
+            "adapter_norm": lora.detach().delta_norms().mean(),
         }
         if self.hypernet.last_gate is not None:
             out["chunk_gate"] = self.hypernet.last_gate.mean()
@@ -285,9 +276,14 @@ class DocToLoRAModule(HypernetModule):
         return trainer.precision_plugin.forward_context() if trainer is not None else contextlib.nullcontext()
 
     def internalize(
-        self, docs: str | Sequence[str], chunk_length: int | None = None, rank_budget: int | None = None
+        self,
+        docs: str | Sequence[str],
+        chunk_length: int | None = None,
+        rank_budget: int | None = None,
+        include_bias: bool = True,
     ) -> LoRABatch:
-        """One adapter per document (any length; chunked at ``chunk_length``, compressed to ``rank_budget``)."""
+        """One adapter per document (any length; chunked at ``chunk_length``, compressed to ``rank_budget``;
+        ``include_bias=False``: the documents' own deltas without the context-free bias block)."""
         with self._precision_context():
             return internalize_documents(
                 self.context_encoder,
@@ -297,6 +293,7 @@ class DocToLoRAModule(HypernetModule):
                 chunk_length or self.chunk_length,
                 rank_budget or self.rank_budget,
                 system=self.system_prompt,
+                include_bias=include_bias,
             )
 
     def generate(

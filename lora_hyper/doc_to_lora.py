@@ -48,10 +48,23 @@ def default_chunk_length(encoder: ContextEncoder) -> int:
     return max(16, native_window(encoder.model) - CHUNK_MARGIN)
 
 
-def length_sorted_slices(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Chunk indices grouped ``batch_size`` at a time in order of length, so each slice pads to a similar width."""
+def length_sorted_slices(
+    lengths: Sequence[int], batch_size: int, max_padding: float = 0.1
+) -> list[list[int]]:
+    """Chunk indices in slices of at most ``batch_size``, in order of length; a slice also ends where the next
+    chunk is more than ``max_padding`` longer than its shortest, so padding never costs more than that."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    slices: list[list[int]] = []
+    for i in order:
+        if (
+            slices
+            and len(slices[-1]) < batch_size
+            and lengths[i] <= (1 + max_padding) * lengths[slices[-1][0]]
+        ):
+            slices[-1].append(i)
+        else:
+            slices.append([i])
+    return slices
 
 
 @torch.no_grad()

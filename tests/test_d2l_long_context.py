@@ -198,3 +198,14 @@ def test_filler_text_and_prose_haystack(tiny_llama):
     assert prose[0].context != prose[1].context
     with pytest.raises(ValueError, match="haystack"):
         niah_examples(tok, 100, 1, seed=0, haystack="lorem")
+
+
+def test_length_sorted_slices_bound_padding_and_size():
+    from lora_hyper.doc_to_lora import length_sorted_slices
+
+    lengths = [1040, 570, 1040, 565, 1039, 100, 1041]
+    slices = length_sorted_slices(lengths, batch_size=2)
+    assert sorted(i for s in slices for i in s) == list(range(len(lengths)))
+    for s in slices:
+        assert len(s) <= 2 and max(lengths[i] for i in s) <= 1.1 * min(lengths[i] for i in s)
+    assert [len(s) for s in length_sorted_slices(lengths, 16)] == [1, 2, 4]

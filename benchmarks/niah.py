@@ -443,7 +443,7 @@ def train(
     wall = time.perf_counter() - t0
     rec.evaluate(trainer, module)  # the final point of the curve
     if args.save_model:
-        DocToLoRA.from_module(module).save_pretrained(args.save_model)
+        DocToLoRA.from_module(module).save_pretrained(args.save_model, overwrite=True)  # a re-run replaces it
     largest_n = max((e.get("n", 0) for e in rec.evals), default=1)
     training = {
         "steps": trainer.global_step,

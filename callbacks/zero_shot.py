@@ -98,7 +98,11 @@ class ZeroShotTaskEvaluation(L.Callback):
 
     def _answers(self, module: Any, task: Any, prompts: list[str], adapters: LoRABatch | None) -> list[str]:
         return module.generate(
-            prompts, adapters, system=task.system_message, max_new_tokens=self.max_new_tokens
+            prompts,
+            adapters,
+            system=task.system_message,
+            max_new_tokens=self.max_new_tokens,
+            share_adapters=True,  # one adapter per task (or description) serves all its prompts
         )
 
     def _score(self, task: Any, predictions: list[str], references: list[str]) -> float:

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .doc_batch import DocItem, DocQACollator, sample_n_chunks
 from .niah_protocol import example_rng
+from .stateful import ResumableDataLoader
 
 RECORD_FORMAT = '{"context": str, "qas": [{"question": str, "answer": str}, ...]}'
 
@@ -264,7 +265,7 @@ class DocumentQADataModule(L.LightningDataModule):
             self.with_teacher and split != "test",
             self.system_prompt,
         )
-        return DataLoader(
+        return (ResumableDataLoader if train else DataLoader)(  # training resumes mid-epoch exactly
             self.split_dataset(split),
             batch_size=self.batch_size,
             shuffle=self.shuffle and train,

@@ -26,6 +26,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lora_hyper.data_modules.stateful import ResumableDataLoader
 from lora_hyper.data_modules.task_corpus import TaskCorpus, split_descriptions
 from lora_hyper.data_modules.task_sampler import EpochSampler, _identity
 from lora_hyper.lora import LoRABatch, load_peft
@@ -186,7 +187,9 @@ class LoRALibraryDataModule(L.LightningDataModule):
         if not self.adapters:
             raise RuntimeError("LoRALibraryDataModule.setup() has not run yet.")
         dataset = _LibraryBatches(self, self.steps_per_epoch)
-        return DataLoader(dataset, batch_size=None, sampler=EpochSampler(dataset), collate_fn=_identity)
+        return ResumableDataLoader(  # a mid-epoch checkpoint resumes at the next batch
+            dataset, batch_size=None, sampler=EpochSampler(dataset), collate_fn=_identity
+        )
 
     def val_dataloader(self) -> DataLoader:
         if not self.adapters:

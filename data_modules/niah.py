@@ -25,6 +25,7 @@ from .niah_protocol import (
     niah_examples,
     resolve_length,
 )
+from .stateful import ResumableDataLoader
 
 __all__ = [
     "DEPTH_BINS",
@@ -98,8 +99,8 @@ class NIAHDataModule(L.LightningDataModule):
 
     Training contexts have ``train_lengths`` tokens (uniform between min and max) and may be cut into K chunks
     (K from ``chunk_distribution`` over ``1..max_chunks``); validation and test use fixed length bins and ``eval_chunk_length``.
-    Every example is a function of ``seed`` and its index, so runs are reproducible and training can resume
-    where it stopped (``state_dict`` records how many training samples were consumed).
+    Every example is a function of ``seed`` and its index, so runs are reproducible; the training loader is a
+    ``ResumableDataLoader``, so a run resumed from a mid-epoch checkpoint continues with the next unseen batch.
 
     Args:
         base_model: the base model whose tokenizer measures lengths and formats prompts.
@@ -242,8 +243,8 @@ class NIAHDataModule(L.LightningDataModule):
             raise RuntimeError("Call NIAHDataModule.setup() first (Lightning does this for you).")
 
     # ------------------------------------------------------------------ loaders
-    def _loader(self, dataset: Any, collator: DocQACollator) -> DataLoader:
-        return DataLoader(
+    def _loader(self, dataset: Any, collator: DocQACollator, train: bool = False) -> DataLoader:
+        return (ResumableDataLoader if train else DataLoader)(
             dataset,
             batch_size=self.batch_size,
             shuffle=False,
@@ -254,7 +255,7 @@ class NIAHDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         collator = DocQACollator(self.tokenizer, None, self.with_teacher, self.system_prompt)
-        return self._loader(self.train_dataset(), collator)
+        return self._loader(self.train_dataset(), collator, train=True)
 
     def val_dataloader(self) -> DataLoader | list:
         """Validation batches, bin by bin; no loader (validation skipped) when ``val_bins`` is empty."""
@@ -278,8 +279,9 @@ class NIAHDataModule(L.LightningDataModule):
             seen = (
                 trainer.global_step * self.batch_size * trainer.accumulate_grad_batches * trainer.world_size
             )
-        return {"samples_seen": int(seen), "seed": self.seed}
+        return {"samples_seen": int(seen), "seed": self.seed, "stateful_loader": True}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Continue the training stream after the consumed samples (read by ``train_dataloader``)."""
-        self.samples_seen = int(state_dict.get("samples_seen", 0))
+        """Old checkpoints (no loader state) resume by offsetting the stream; new ones via the loader's state."""
+        if not state_dict.get("stateful_loader"):
+            self.samples_seen = int(state_dict.get("samples_seen", 0))

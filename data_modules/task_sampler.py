@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lora_hyper.data_modules.collate import IGNORE_INDEX, collate_lm, lm_example
+from lora_hyper.data_modules.stateful import ResumableDataLoader
 from lora_hyper.data_modules.task_corpus import BUILTIN, Task, TaskCorpus
 
 
@@ -249,7 +250,7 @@ class TaskCorpusDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.train_dataset()
-        return DataLoader(
+        return ResumableDataLoader(  # a mid-epoch checkpoint resumes at the next batch
             dataset,
             batch_size=None,
             sampler=EpochSampler(dataset),

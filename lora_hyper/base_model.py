@@ -104,7 +104,8 @@ def convert_packaged_smollm2(target: Path | None = None) -> Path:
     if (target / "config.json").exists():  # another process won the race
         return target
     try:
-        return atomic_directory_write(target, write)
+        # A broken cache dir (no config.json) is replaced; one that appears meanwhile is another process's win.
+        return atomic_directory_write(target, write, overwrite=os.path.lexists(target))
     except OSError:
         if (target / "config.json").exists():
             return target
@@ -112,10 +113,42 @@ def convert_packaged_smollm2(target: Path | None = None) -> Path:
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """Map the packaged alias to its converted cache dir; pass hub names and local dirs through."""
+    """Map the packaged alias to its converted cache dir; pass hub names and local dirs through.
+
+    An empty name, a missing local path, or (with ``HF_HUB_OFFLINE=1``) a hub name absent from the local cache
+    is one clear error, raised at once instead of after the hub client's retries."""
+    from lora_hyper.validation import InputError, MissingPathError
+
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise InputError(
+            f"base model name is empty: give a hub name, a local directory or {SMOLLM2_ALIAS!r}."
+        )
     if name_or_path.lower() == SMOLLM2_ALIAS:
         return str(convert_packaged_smollm2())
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return str(name_or_path)
+    if name_or_path.startswith((".", "/", "~")) or path.exists():
+        raise MissingPathError(
+            f"base model directory {name_or_path!r} does not exist (or is not a directory)."
+        )
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") and not _in_hub_cache(name_or_path):
+        raise InputError(
+            f"base model {name_or_path!r} is neither a local directory nor in the Hugging Face cache, and the hub "
+            f"is offline (HF_HUB_OFFLINE=1): download it first, or give a local directory or {SMOLLM2_ALIAS!r}."
+        )
     return str(name_or_path)
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """True when the Hugging Face cache holds a config.json for ``repo_id``."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # a malformed repo id: let from_pretrained say what is wrong
+        return True
+    return isinstance(found, str)
 
 
 def load_tokenizer(name_or_path: str):
@@ -189,3 +222,16 @@ def kv_cache_bytes(config: Any, n_tokens: int, dtype_bytes: int = 2) -> int:
     n_kv = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     return 2 * n_layers * n_kv * head_dim * n_tokens * dtype_bytes
+
+
+def check_targets(name_or_path: str, targets: list[str]) -> None:
+    """Find ``targets`` in the base model's decoder layers without loading weights (a meta-device copy built
+    from its config), so a misspelled target fails before anything heavy runs."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from lora_hyper.lora import LoRASpec
+
+    config = AutoConfig.from_pretrained(resolve_model_path(name_or_path))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    LoRASpec(list(targets), 1).discover(model)

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from lora_hyper.data_modules.collate import pad_left
+from lora_hyper.prompts import pad_left
 
 
 def _wrap_ids(tokenizer: Any, system: str | None = None) -> tuple[list[int], list[int]]:

@@ -47,6 +47,50 @@ def _cli_class():
                 auto_configure_optimizers=False,
             )
 
+        def parse_arguments(self, parser, args) -> None:
+            """Parse quietly: a jsonargparse error becomes one line (the usage dump only with --help)."""
+            import contextlib
+            import io
+
+            from lora_hyper.recipe_check import summarize_parse_error
+            from lora_hyper.validation import InputError
+
+            buffer = io.StringIO()
+            try:
+                with contextlib.redirect_stderr(buffer):
+                    super().parse_arguments(parser, args)
+            except SystemExit as e:
+                if e.code in (0, None):
+                    sys.stderr.write(buffer.getvalue())
+                    raise
+                raise InputError(summarize_parse_error(buffer.getvalue())) from None
+            sys.stderr.write(buffer.getvalue())
+
+        def _check_targets(self) -> None:
+            """A misspelled LoRA target fails before the trainer starts (meta-device model, no weights)."""
+            cfg = self.config.get(self.subcommand) if self.subcommand else self.config
+            init = cfg.get("model.init_args") if cfg is not None else None
+            base = getattr(init, "base_model", None) if init is not None else None
+            targets = getattr(init, "targets", None) if init is not None else None
+            if isinstance(base, str) and targets:
+                from lora_hyper.base_model import check_targets
+                from lora_hyper.validation import check_lora_args
+
+                check_lora_args(list(targets), 1)
+                check_targets(base, list(targets))
+
+        def instantiate_classes(self) -> None:
+            """Bad argument values rejected by a class's ``__init__`` are user errors (one line, exit 2)."""
+            from lora_hyper.validation import InputError
+
+            try:
+                self._check_targets()
+                super().instantiate_classes()
+            except (ValueError, TypeError) as e:
+                from lora_hyper.recipe_check import first_cause
+
+                raise InputError(first_cause(str(e))) from e
+
     return LoRAHyperCLI
 
 
@@ -66,7 +110,34 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
-    _cli_class()(args=argv)
+    from lora_hyper.commands.common import debug, report
+    from lora_hyper.validation import InputError
+
+    try:
+        if argv[0] not in TRAINER_COMMANDS:
+            import difflib
+
+            close = difflib.get_close_matches(argv[0], [*TRAINER_COMMANDS, *COMMANDS], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "; see lora-hyper --help"
+            raise InputError(f"unknown command {argv[0]!r}{hint}")
+        if not {"-h", "--help"} & set(argv):
+            from lora_hyper.recipe_check import check_recipe
+
+            check_recipe(argv[1:])  # missing files fail before Lightning is imported
+        import logging
+        import warnings
+
+        warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
+        logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # "Seed set to 0"
+        _cli_class()(args=argv)
+    except InputError as e:
+        if debug():
+            raise
+        return report(e)
+    except (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError) as e:
+        if debug():
+            raise
+        return report(e)
     return 0
 
 

@@ -63,7 +63,7 @@ def run(
 
     adapter_dir = out / "adapter"
     print(f"[demo] 4/4 writing the PEFT adapter -> {adapter_dir}", flush=True)
-    d2l.save_adapter(lora, 0, adapter_dir)
+    d2l.save_adapter(lora, 0, adapter_dir, overwrite=True)  # the demo folder is re-used run after run
     n_tokens = len(d2l.tokenizer(doc, add_special_tokens=False)["input_ids"])
     dtype_bytes = next(d2l.base_model.parameters()).element_size()
     kv = kv_cache_bytes(d2l.base_model.config, n_tokens, dtype_bytes)
@@ -114,7 +114,7 @@ def train_and_export(out: Path, max_steps: int | None) -> tuple[Path, float]:
     train_seconds = time.perf_counter() - started
     model_dir = out / "model"
     print(f"[demo] 2/4 exporting the checkpoint -> {model_dir}", flush=True)
-    export_checkpoint(newest(train_dir, "*.ckpt"), model_dir)
+    export_checkpoint(newest(train_dir, "*.ckpt"), model_dir, overwrite=True)
     return model_dir, train_seconds
 
 
@@ -126,7 +126,7 @@ def summary(r: dict) -> str:
     if r["train_seconds"]:
         lines.append(f"training:        {r['train_seconds'] / 60:.1f} min on CPU")
     else:
-        lines.append(f"training:        none (trained model {r['model_dir']}; --train trains one)")
+        lines.append(f"training:        none (trained model {r['model_dir']}); --train trains one on CPU")
     lines.append("NIAH accuracy (exact match, haystack internalized, not in the prompt):")
     for row in r["niah"]:
         lines.append(f"  {row['bin']:>6} tokens: {float(row['accuracy']):.2f}  (n={row['n']})")

@@ -16,10 +16,12 @@ from torch import nn
 from lora_hyper.base_model import load_base_model, native_window
 from lora_hyper.chunking import encode_documents
 from lora_hyper.context_encoder import ContextEncoder
+from lora_hyper.file_io import read_json_config, validate_safetensors
 from lora_hyper.generation import generate_answers
 from lora_hyper.hypernets.d2l import DocToLoRAHypernet, DocToLoRAHypernetConfig, group_sizes
 from lora_hyper.lora import LoRABatch, LoRASpec, atomic_directory_write, save_peft
 from lora_hyper.pretrained import resolve_model_dir
+from lora_hyper.validation import check_texts, positive
 
 FORMAT = "lora-hyper/doc-to-lora"
 CONFIG_NAME = "doc_to_lora.json"
@@ -88,16 +90,10 @@ def internalize_documents(
     system message of every chunk's chat wrapping (the one the hypernetwork was trained on);
     ``include_bias=False`` leaves the context-free bias block out (the documents' own deltas only).
     """
-    docs = [docs] if isinstance(docs, str) else list(docs)
-    if not docs:
-        raise ValueError("No documents given to internalize.")
-    for i, d in enumerate(docs):
-        if not isinstance(d, str) or not d.strip():
-            raise ValueError(f"Document {i} is empty or whitespace only; give it some text to internalize.")
-    if rank_budget is not None and rank_budget < 1:
-        raise ValueError(f"rank_budget must be >= 1, got {rank_budget}.")
-    if chunk_length is not None and chunk_length < 1:
-        raise ValueError(f"chunk_length must be >= 1, got {chunk_length}.")
+    docs = check_texts(docs, "document")
+    positive(rank_budget, "rank_budget")
+    positive(chunk_length, "chunk_length")
+    positive(chunk_batch_size, "chunk_batch_size")
     batch = encode_documents(
         tokenizer, docs, chunk_length=chunk_length or default_chunk_length(encoder), system=system
     )
@@ -183,8 +179,8 @@ class DocToLoRA:
             self.hypernet,
             self.tokenizer,
             docs,
-            chunk_length or self.chunk_length,
-            rank_budget or self.rank_budget,
+            self.chunk_length if chunk_length is None else chunk_length,
+            self.rank_budget if rank_budget is None else rank_budget,
             progress=True,
             system=self.system_prompt,
             include_bias=include_bias,
@@ -197,9 +193,11 @@ class DocToLoRA:
         kw.setdefault("system", self.system_prompt)
         return generate_answers(self.base_model, self.tokenizer, questions, adapters, max_new_tokens, **kw)
 
-    def save_adapter(self, lora: LoRABatch, index: int, directory: str | os.PathLike) -> Path:
-        """Write adapter ``index`` of ``lora`` as a PEFT LoRA directory."""
-        return save_peft(lora, index, directory, self.base_model_name)
+    def save_adapter(
+        self, lora: LoRABatch, index: int, directory: str | os.PathLike, overwrite: bool = False
+    ) -> Path:
+        """Write adapter ``index`` of ``lora`` as a PEFT LoRA dir (replace a dir only with ``overwrite``)."""
+        return save_peft(lora, index, directory, self.base_model_name, overwrite=overwrite)
 
     # ------------------------------------------------------------------ persistence
     @classmethod
@@ -232,8 +230,8 @@ class DocToLoRA:
             "system_prompt": self.system_prompt,
         }
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``doc_to_lora.json`` + ``hypernet.safetensors`` atomically."""
+    def save_pretrained(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write ``doc_to_lora.json`` + ``hypernet.safetensors`` atomically (replacing: ``overwrite``)."""
         with unsharded(self.hypernet):
             state = {
                 k: v.detach().to("cpu").contiguous().clone() for k, v in self.hypernet.state_dict().items()
@@ -244,20 +242,25 @@ class DocToLoRA:
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
             (tmp / CONFIG_NAME).write_text(config + "\n")
 
-        return atomic_directory_write(directory, write)
+        return atomic_directory_write(directory, write, overwrite=overwrite)
 
     @staticmethod
     def read_config(directory: str | os.PathLike) -> dict[str, Any]:
-        """The JSON config of a model dir (or shipped name); a clear error when it is missing or not Doc-to-LoRA."""
+        """The JSON config of a model dir (or shipped name), weights file checked too; a one-line error naming
+        the file when either is missing, broken or not Doc-to-LoRA."""
         path = resolve_model_dir(directory)
         cfg_path = path / CONFIG_NAME
         if not cfg_path.is_file() or not (path / WEIGHTS_NAME).is_file():
             raise FileNotFoundError(
                 f"{path} is not a Doc-to-LoRA model directory ({CONFIG_NAME} or {WEIGHTS_NAME} missing)."
             )
-        cfg = json.loads(cfg_path.read_text())
+        cfg = read_json_config(cfg_path, "Doc-to-LoRA config")
         if cfg.get("format") != FORMAT:
             raise ValueError(f"{path} holds {cfg.get('format')!r}, not a Doc-to-LoRA model ({FORMAT}).")
+        missing = [k for k in ("base_model", "spec", "hypernet", "encoder") if k not in cfg]
+        if missing:
+            raise ValueError(f"{cfg_path} lacks {missing}; re-save the model with save_pretrained.")
+        validate_safetensors(path / WEIGHTS_NAME)  # cheap header check, before any model loads
         return cfg
 
     @classmethod

@@ -9,8 +9,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from lora_hyper.data_modules.collate import chat_prompt_ids, pad_left
 from lora_hyper.lora import LoRABatch, apply_lora
+from lora_hyper.prompts import chat_prompt_ids, pad_left
+
+
+def _window(model: nn.Module) -> int | None:
+    """The model's native window, or ``None`` when its config does not say."""
+    from lora_hyper.base_model import native_window
+
+    try:
+        return native_window(model)
+    except (AttributeError, ValueError, TypeError):
+        return None
 
 
 @torch.no_grad()
@@ -21,22 +31,25 @@ def generate_answers(
     adapters: LoRABatch | None,
     max_new_tokens: int = 32,
     system: str | None = None,
+    share_adapters: bool = False,
     **generate_kwargs: Any,
 ) -> list[str]:
-    """Greedy (by default) chat-templated answers; question ``i`` uses adapter ``i``, or consecutive groups of
-    questions share one when there are ``k * adapters.batch_size`` questions; ``None`` is the plain base.
-    ``system`` is an optional system message put before every question."""
-    questions = [questions] if isinstance(questions, str) else list(questions)
-    if not questions:
-        raise ValueError("No questions given.")
-    if adapters is not None and len(questions) % adapters.batch_size:
-        raise ValueError(
-            f"{len(questions)} questions for {adapters.batch_size} adapters: give one question per adapter "
-            "or the same number of questions for each."
-        )
+    """Greedy (by default) chat-templated answers; question ``i`` uses adapter ``i``; with ``share_adapters``
+    consecutive groups of ``k`` questions share one when there are ``k * adapters.batch_size`` questions;
+    ``None`` is the plain base. ``system`` is an optional system message put before every question.
+
+    A question longer than the model's native window is an error (long context goes through internalize)."""
+    from lora_hyper.validation import check_adapter_count, check_prompt_lengths, check_texts, positive
+
+    questions = check_texts(questions, "question")
+    positive(max_new_tokens, "max_new_tokens")
+    if adapters is not None:
+        check_adapter_count(len(questions), adapters.batch_size, share_adapters)
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    ids, mask = pad_left([chat_prompt_ids(tokenizer, q, system) for q in questions], pad)
+    prompts = [chat_prompt_ids(tokenizer, q, system) for q in questions]
+    check_prompt_lengths([len(p) for p in prompts], _window(model))
+    ids, mask = pad_left(prompts, pad)
     ids, mask = ids.to(device), mask.to(device)
     kwargs = {"do_sample": False, "pad_token_id": pad, "max_new_tokens": max_new_tokens, **generate_kwargs}
     if not kwargs["do_sample"]:

@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lora_hyper.lora.batch import LoRABatch
-
-IGNORE_INDEX = -100
+from lora_hyper.prompts import IGNORE_INDEX
 
 
 def per_sample_ce(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0) -> Tensor:

@@ -76,10 +76,9 @@ def ship(
         raise FileNotFoundError(
             f"{src} holds no .safetensors weights: pass a directory written by save_pretrained."
         )
-    tmp = dest_root / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    from lora_hyper.file_io import atomic_directory_write
+
+    def write(tmp: Path) -> None:
         for p in src.iterdir():
             if p.suffix == ".safetensors":
                 state = {
@@ -89,7 +88,5 @@ def ship(
             elif p.suffix == ".json":
                 shutil.copy2(p, tmp / p.name)
         (tmp / CARD_NAME).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+
+    return atomic_directory_write(dest, write)  # never replaces: a re-ship needs the old one removed first

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from lora_hyper.file_io import read_json_config, validate_safetensors
 from lora_hyper.hypernets.t2l import T2LHypernetConfig, TextToLoRAHypernet
 from lora_hyper.lora import LoRABatch, atomic_directory_write, save_peft
 from lora_hyper.task_encoder import BASE_ENCODER, TaskEncoder
@@ -48,8 +49,8 @@ class TextToLoRA:
         encoder = module.encoder
         return cls(hypernet, encoder.config(), module.base_model_name, encoder=encoder)
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``t2l_config.json`` + ``t2l_model.safetensors`` atomically (no pickle)."""
+    def save_pretrained(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write ``t2l_config.json`` + ``t2l_model.safetensors`` atomically, no pickle (``overwrite``)."""
         from safetensors.torch import save_file
 
         config = {
@@ -65,7 +66,7 @@ class TextToLoRA:
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
             save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
 
-        return atomic_directory_write(directory, write)
+        return atomic_directory_write(directory, write, overwrite=overwrite)
 
     @classmethod
     def from_pretrained(
@@ -82,13 +83,17 @@ class TextToLoRA:
             raise FileNotFoundError(
                 f"{directory} is not a Text-to-LoRA model: {CONFIG_FILE} or {WEIGHTS_FILE} is missing."
             )
-        config = json.loads(cfg_path.read_text())
+        config = read_json_config(cfg_path, "Text-to-LoRA config")
         if config.get("format") != FORMAT:
             raise ValueError(f"{cfg_path} is not a Text-to-LoRA config (format={config.get('format')!r}).")
         if int(config.get("format_version", 0)) > FORMAT_VERSION:
             raise ValueError(
                 f"{directory} was written by a newer lora-hyper (format {config['format_version']})."
             )
+        missing = [k for k in ("base_model", "task_encoder", "hypernet") if k not in config]
+        if missing:
+            raise ValueError(f"{cfg_path} lacks {missing}; re-save the model with save_pretrained.")
+        validate_safetensors(weights_path)  # cheap header check, before anything is built or loaded
         hypernet = TextToLoRAHypernet(T2LHypernetConfig.from_dict(config["hypernet"]))
         state = load_file(str(weights_path))
         expected = set(hypernet.state_dict())
@@ -128,9 +133,11 @@ class TextToLoRA:
         device = next(self.hypernet.parameters()).device
         return self.hypernet(self.encoder.encode(list(descriptions)).to(device)).detach()
 
-    def save_adapter(self, lora: LoRABatch, index: int, directory: str | os.PathLike) -> Path:
-        """Write adapter ``index`` of ``lora`` as a PEFT directory (scale folded into B, alpha == r)."""
-        return save_peft(lora, index, directory, base_model_name=self.base_model_name)
+    def save_adapter(
+        self, lora: LoRABatch, index: int, directory: str | os.PathLike, overwrite: bool = False
+    ) -> Path:
+        """Write adapter ``index`` of ``lora`` as a PEFT dir (scale folded into B, alpha == r)."""
+        return save_peft(lora, index, directory, base_model_name=self.base_model_name, overwrite=overwrite)
 
     def load_base(self, device: str | torch.device | None = None, **kwargs: Any):
         """Load (once) and return ``(model, tokenizer)`` of the base model the adapters are for."""

@@ -134,7 +134,7 @@ def test_internalize_writes_peft_dirs_matching_injection(trained, tmp_path, caps
     with torch.no_grad():
         d2l.hypernet.scale_B.fill_(0.5)  # the 3-step model is near zero; make the comparison meaningful
     lora = d2l.internalize(list(docs.values()), rank_budget=6)
-    d2l.save_adapter(lora, 0, out / "alpha")
+    d2l.save_adapter(lora, 0, out / "alpha", overwrite=True)  # replaces the CLI's adapter
     base, tok = load_base_model(str(base_dir), attn_implementation="sdpa")
     ids = tok(["What is the special magic number?"], return_tensors="pt")["input_ids"]
     with torch.no_grad(), apply_lora(base, lora.select(0)):
@@ -177,7 +177,7 @@ def test_ask_prints_answer_time_and_sizes(trained, tmp_path, capsys):
         ("blank", "empty or whitespace only"),
         ("latin1", "not valid UTF-8"),
         ("missing", "document file not found"),
-        ("no_model", "model directory not found"),
+        ("no_model", "No model directory or shipped model named"),
         ("ask_without_doc", "the following arguments are required: --doc"),
         ("export_missing", "checkpoint file not found"),
         ("bad_budget", "--rank-budget must be >= 1"),

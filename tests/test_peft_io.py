@@ -36,7 +36,7 @@ def test_peft_model_reproduces_injection(tiny_llama, tmp_path, targets):
         theirs = peft_model(**enc).logits
     mask = enc["attention_mask"][1].bool()
     torch.testing.assert_close(theirs[1][mask], ours[1][mask], atol=1e-5, rtol=1e-5)
-    assert not list(tmp_path.glob(".adapter.tmp-*"))  # atomic write leaves no temp dir
+    assert not list(tmp_path.glob(".adapter.*"))  # atomic write leaves no temp dir
 
 
 def test_load_peft_round_trip(tiny_llama, tmp_path):

@@ -104,7 +104,7 @@ def test_generate_bad_input_one_line_exit_2(t2l_dir, tmp_path, capsys, args, mes
 
 def test_generate_missing_model_dir(tmp_path, capsys):
     rc = generate.main(["--model", str(tmp_path / "nope"), "--task", "Sort", "--out", str(tmp_path / "o")])
-    assert rc == 2 and "model directory not found" in capsys.readouterr().err
+    assert rc == 2 and "No model directory or shipped model named" in capsys.readouterr().err
 
 
 def test_t2l_recipes_exist():

@@ -53,7 +53,8 @@ class ScriptedModule:
         self.described += descriptions
         return LoRABatch.zeros(self.spec, len(descriptions))
 
-    def generate(self, prompts, adapters=None, system=None, max_new_tokens=32):
+    def generate(self, prompts, adapters=None, system=None, max_new_tokens=32, share_adapters=False):
+        assert adapters is None or len(prompts) == adapters.batch_size or share_adapters
         assert adapters is None or len(prompts) % adapters.batch_size == 0
         out = []
         for p in prompts:

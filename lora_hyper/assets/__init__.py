@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lora_hyper.data_modules.niah_protocol import NIAH_QUESTION
+from lora_hyper.niah_protocol import NIAH_QUESTION
 
 SAMPLE_DOCUMENT_QUESTION = NIAH_QUESTION
 SAMPLE_DOCUMENT_ANSWER = "7294"

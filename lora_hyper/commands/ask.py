@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from lora_hyper.commands.common import ArgumentParser, CommandError, read_text_file, run_command
-from lora_hyper.commands.internalize import positive
+from lora_hyper.validation import check_model_dir, positive
 
 
 def human_bytes(n: float) -> str:
@@ -43,10 +43,11 @@ def _ask(argv: list[str]) -> int:
     positive(args.rank_budget, "--rank-budget")
     positive(args.max_new_tokens, "--max-new-tokens")
     doc = read_text_file(args.doc)
+    model_dir = check_model_dir(args.model, "doc-to-lora")  # before the heavy imports below
     from lora_hyper.base_model import kv_cache_bytes
     from lora_hyper.doc_to_lora import DocToLoRA
 
-    model = DocToLoRA.from_pretrained(args.model, device=args.device)
+    model = DocToLoRA.from_pretrained(model_dir, device=args.device)
     start = time.perf_counter()
     lora = model.internalize([doc], chunk_length=args.chunk_length, rank_budget=args.rank_budget)
     seconds = time.perf_counter() - start

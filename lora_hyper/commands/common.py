@@ -3,37 +3,51 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from lora_hyper.validation import InputError, read_document
 
-class CommandError(Exception):
+USER_ERRORS = (
+    InputError,
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    IsADirectoryError,
+)
+
+
+class CommandError(InputError):
     """A user error: printed as one line on stderr, exit status 2."""
 
 
 def read_text_file(path: str | Path, what: str = "document") -> str:
-    """Read a UTF-8 text file; missing, undecodable or blank files are a ``CommandError``."""
-    p = Path(path)
-    if not p.is_file():
-        raise CommandError(f"{what} file not found: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise CommandError(
-            f"{what} file {p} is not valid UTF-8 (byte {e.start}); re-encode it as UTF-8."
-        ) from None
-    if not text.strip():
-        raise CommandError(f"{what} file {p} is empty or whitespace only.")
-    return text
+    """Read a UTF-8 text file; missing, a directory, undecodable, blank or binary files are an ``InputError``."""
+    return read_document(path, what)
+
+
+def debug() -> bool:
+    """``LORA_HYPER_DEBUG=1``: show full tracebacks instead of one-line errors."""
+    return os.environ.get("LORA_HYPER_DEBUG", "") not in ("", "0")
+
+
+def report(error: BaseException) -> int:
+    """Print a user error as one stderr line (newlines folded) and return exit status 2."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    print(f"lora-hyper: error: {text}", file=sys.stderr)
+    return 2
 
 
 def run_command(fn, argv: list[str]) -> int:
-    """Run ``fn(argv)``; turn ``CommandError``/``ValueError`` into one stderr line and exit status 2."""
+    """Run ``fn(argv)``; user errors become one stderr line and exit status 2 (tracebacks with LORA_HYPER_DEBUG=1)."""
     try:
         return int(fn(argv) or 0)
-    except (CommandError, ValueError, FileNotFoundError) as e:
-        print(f"lora-hyper: error: {e}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as e:
+        if debug():
+            raise
+        return report(e)
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_hyper.commands.common import ArgumentParser, CommandError, run_command
+from lora_hyper.file_io import check_output_path
 
 # LightningModule class name -> (module, class) of its inference object, which has from_module/save_pretrained.
 EXPORTERS: dict[str, tuple[str, str]] = {
@@ -63,8 +64,13 @@ def module_from_checkpoint(path: str | Path) -> Any:
     return module
 
 
-def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
-    """Write the inference model directory of a checkpoint (dispatch on its LightningModule class)."""
+def export_checkpoint(ckpt: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """Write the inference model directory of a checkpoint (dispatch on its LightningModule class).
+
+    An existing ``out`` directory is replaced only with ``overwrite``; an existing file never (both checked
+    before the checkpoint is read).
+    """
+    check_output_path(out, overwrite)
     module = module_from_checkpoint(ckpt)
     name = type(module).__name__
     target = next(
@@ -73,7 +79,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
     if target is None:
         raise CommandError(f"no exporter for {name}; known: {sorted(EXPORTERS)}.")
     exporter = getattr(importlib.import_module(target[0]), target[1])
-    return exporter.from_module(module).save_pretrained(out)
+    return exporter.from_module(module).save_pretrained(out, overwrite=overwrite)
 
 
 def _parser() -> ArgumentParser:
@@ -81,13 +87,14 @@ def _parser() -> ArgumentParser:
         prog="lora-hyper export", description="Convert a Lightning checkpoint into a model dir."
     )
     p.add_argument("--ckpt", required=True, help="Lightning checkpoint file (.ckpt)")
-    p.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
+    p.add_argument("--out", required=True, help="model directory to write (atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it is an existing directory")
     return p
 
 
 def _export(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    print(export_checkpoint(args.ckpt, args.out))
+    print(export_checkpoint(args.ckpt, args.out, overwrite=args.overwrite))
     return 0
 
 

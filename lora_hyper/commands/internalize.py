@@ -5,13 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from lora_hyper.commands.common import ArgumentParser, CommandError, read_text_file, run_command
-
-
-def positive(value: int | None, flag: str) -> int | None:
-    """``value`` when ``None`` or >= 1; otherwise a ``CommandError`` naming ``flag``."""
-    if value is not None and value < 1:
-        raise CommandError(f"{flag} must be >= 1, got {value}.")
-    return value
+from lora_hyper.file_io import check_output_path
+from lora_hyper.validation import check_model_dir, positive
 
 
 def _parser() -> ArgumentParser:
@@ -28,6 +23,7 @@ def _parser() -> ArgumentParser:
     p.add_argument("--chunk-length", type=int, default=None, help="tokens per chunk (default: the model's)")
     p.add_argument("--rank-budget", type=int, default=None, help="compress each adapter to this rank")
     p.add_argument("--device", default=None, help="where the models run (default cpu)")
+    p.add_argument("--overwrite", action="store_true", help="replace adapter directories that already exist")
     return p
 
 
@@ -42,13 +38,19 @@ def _internalize(argv: list[str]) -> int:
         raise CommandError(
             f"several documents share the file stem(s) {dupes}; rename them (adapters are named by stem)."
         )
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out} exists and is a file; give a folder for the adapter directories.")
+    for stem in stems:
+        check_output_path(out / stem, args.overwrite)  # refused before any model loads
+    model_dir = check_model_dir(args.model, "doc-to-lora")  # before the heavy imports below
     from lora_hyper.doc_to_lora import DocToLoRA
 
-    model = DocToLoRA.from_pretrained(args.model, device=args.device)
+    model = DocToLoRA.from_pretrained(model_dir, device=args.device)
     lora = model.internalize(docs, chunk_length=args.chunk_length, rank_budget=args.rank_budget)
     per_doc = lora.num_bytes() // lora.batch_size
     for i, stem in enumerate(stems):
-        path = model.save_adapter(lora, i, Path(args.out) / stem)
+        path = model.save_adapter(lora, i, Path(args.out) / stem, overwrite=args.overwrite)
         print(f"{path}\trank {lora.rank}\t{per_doc} bytes")
     return 0
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from lora_hyper.file_io import atomic_directory_write, read_json_config, validate_safetensors
 from lora_hyper.lora.batch import LoRABatch
 from lora_hyper.lora.spec import LoRASpec
 
@@ -22,25 +20,18 @@ _KEY = re.compile(
     r"^base_model\.model\.(?P<layers>.+?)\.(?P<layer>\d+)\.(?P<path>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$"
 )
 
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "atomic_directory_write", "check_index", "load_peft", "save_peft"]
 
-def atomic_directory_write(directory: str | os.PathLike, write) -> Path:
-    """Call ``write(tmpdir)`` then move the result to ``directory`` in one rename; nothing half-written stays."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
-        write(tmp)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+
+def check_index(lora: LoRABatch, index: int) -> int:
+    """``index`` when it names an adapter of ``lora``; otherwise a one-line ``IndexError`` with the range."""
+    n = lora.batch_size
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
+        valid = f"0..{n - 1}" if n else "none"
+        raise IndexError(
+            f"adapter index {index!r} is out of range: the batch holds {n} adapter(s) ({valid})."
+        )
+    return index
 
 
 def save_peft(
@@ -48,14 +39,17 @@ def save_peft(
     index: int,
     directory: str | os.PathLike,
     base_model_name: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write sample ``index`` of ``lora`` as a PEFT LoRA directory (``adapter_config.json`` + safetensors).
 
     The scale is folded into B and ``lora_alpha == r`` without rsLoRA, so any standard loader (PEFT,
-    vLLM, ...) reproduces exactly the delta the framework applied.
+    vLLM, ...) reproduces exactly the delta the framework applied. An existing directory is replaced only with
+    ``overwrite=True``; an existing file never.
     """
     from peft import LoraConfig
 
+    check_index(lora, index)
     spec = lora.spec
     one = lora.select(index).detach().to("cpu").with_scale_folded()
     ranks = one.ranks
@@ -88,7 +82,7 @@ def save_peft(
         config.save_pretrained(str(tmp))
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
 
-    return atomic_directory_write(directory, write)
+    return atomic_directory_write(directory, write, overwrite=overwrite)
 
 
 def load_peft(directory: str | os.PathLike, n_layers: int | None = None) -> LoRABatch:
@@ -106,9 +100,10 @@ def load_peft(directory: str | os.PathLike, n_layers: int | None = None) -> LoRA
         raise FileNotFoundError(
             f"{directory}: {WEIGHTS_NAME} is missing (only safetensors adapters are read)."
         )
-    cfg = json.loads(cfg_path.read_text())
-    if cfg.get("peft_type", "LORA").upper() != "LORA":
+    cfg = read_json_config(cfg_path, "PEFT adapter config")
+    if str(cfg.get("peft_type", "LORA")).upper() != "LORA":
         raise ValueError(f"{directory} holds a {cfg.get('peft_type')} adapter; only LoRA is supported.")
+    validate_safetensors(weights_path)
     weights = load_file(str(weights_path))
 
     layers_path = None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from torch import nn
+
+from lora_hyper.validation import InputError
 
 _LAYER_CONTAINER_NAMES = ("layers", "h", "blocks", "block", "decoder_layers")
 
@@ -86,7 +89,7 @@ class LoRASpec:
                 ]
                 if len(matches) > 1:
                     names = ", ".join(n for n, _ in matches)
-                    raise ValueError(
+                    raise InputError(
                         f"Target module {target!r} is ambiguous in layer {i} ({names}); use a dotted suffix "
                         f"such as {matches[0][0]!r}."
                     )
@@ -101,19 +104,21 @@ class LoRASpec:
                 available = sorted(
                     {n.rsplit(".", 1)[-1] for n, m in layers[0].named_modules() if isinstance(m, nn.Linear)}
                 )
-                raise ValueError(
-                    f"Unknown target module {target!r}: no nn.Linear of that name in the decoder layers. "
+                close = difflib.get_close_matches(target, available, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise InputError(
+                    f"Unknown target module {target!r}: no nn.Linear of that name in the decoder layers.{hint} "
                     f"Available: {available}."
                 )
             if missing:
-                raise ValueError(f"Target module {target!r} is missing in decoder layers {missing}.")
+                raise InputError(f"Target module {target!r} is missing in decoder layers {missing}.")
             if len(shape_per_layer) > 1:
                 detail = "; ".join(
                     f"(in={s[0]}, out={s[1]}) in layers {ls}" for s, ls in shape_per_layer.items()
                 )
-                raise ValueError(f"Target module {target!r} has different shapes across layers: {detail}.")
+                raise InputError(f"Target module {target!r} has different shapes across layers: {detail}.")
             if len(set(paths_per_layer)) > 1:
-                raise ValueError(
+                raise InputError(
                     f"Target module {target!r} sits at different paths across layers: {set(paths_per_layer)}."
                 )
             module_paths[target] = paths_per_layer[0]  # type: ignore[assignment]

@@ -12,6 +12,7 @@ from torch import Tensor
 from lora_hyper.base_model import load_base_model
 from lora_hyper.lora import LoRABatch, apply_lora
 from lora_hyper.losses import per_sample_ce
+from lora_hyper.validation import check_training_args
 
 
 def warmup_schedule(total_steps: int, warmup: float | int, kind: str = "cosine", min_ratio: float = 0.0):
@@ -62,6 +63,7 @@ class HypernetModule(L.LightningModule):
         base_dtype: str = "auto",
     ) -> None:
         super().__init__()
+        check_training_args(base_model, lr, weight_decay, warmup)
         self.base_model_name = base_model
         self.lr = lr
         self.weight_decay = weight_decay

@@ -18,6 +18,7 @@ from lora_hyper.lora import LoRABatch, LoRASpec
 from lora_hyper.losses import factor_l1, mean_by_group, per_sample_ce, topk_distill_per_sample
 from lora_hyper.modules.base import HypernetModule
 from lora_hyper.strategies import shard_fsdp2
+from lora_hyper.validation import InputError, check_lora_args, positive
 
 OBJECTIVES = ("ce", "distill")
 
@@ -106,6 +107,11 @@ class DocToLoRAModule(HypernetModule):
         system_prompt: str | None = "",
     ) -> None:
         super().__init__(base_model, lr, weight_decay, warmup, schedule, attn_implementation, base_dtype)
+        check_lora_args(targets, rank)
+        positive(chunk_length, "chunk_length")
+        positive(rank_budget, "rank_budget")
+        if l1_weight < 0:
+            raise InputError(f"l1_weight must be >= 0, got {l1_weight!r}.")
         if objective not in OBJECTIVES:
             raise ValueError(f"Unknown objective {objective!r}: use one of {OBJECTIVES}.")
         if encoder_mode not in ("per_layer", "early_exit"):
@@ -290,8 +296,8 @@ class DocToLoRAModule(HypernetModule):
                 self.hypernet,
                 self.tokenizer,
                 docs,
-                chunk_length or self.chunk_length,
-                rank_budget or self.rank_budget,
+                self.chunk_length if chunk_length is None else chunk_length,
+                self.rank_budget if rank_budget is None else rank_budget,
                 system=self.system_prompt,
                 include_bias=include_bias,
             )

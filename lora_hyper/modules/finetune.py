@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from lora_hyper.hypernets.t2l import lora_a_init
 from lora_hyper.lora import LoRABatch, LoRASpec, save_peft
 from lora_hyper.modules.base import HypernetModule
+from lora_hyper.validation import check_lora_args
 
 MODES = ("per_task", "multitask")
 
@@ -60,6 +61,7 @@ class LoRAFinetuneModule(HypernetModule):
         base_dtype: str = "auto",
     ) -> None:
         super().__init__(base_model, lr, weight_decay, warmup, schedule, attn_implementation, base_dtype)
+        check_lora_args(targets, rank)
         if mode not in MODES:
             raise ValueError(f"Unknown mode {mode!r}: use one of {MODES}.")
         self.save_hyperparameters()
@@ -157,12 +159,12 @@ class LoRAFinetuneModule(HypernetModule):
         directory = Path(directory)
         lora = self.lora.detach()
         if self.mode == "multitask":
-            return [save_peft(lora, 0, directory, base_model_name=self.base_model_name)]
+            return [save_peft(lora, 0, directory, base_model_name=self.base_model_name, overwrite=True)]
         rows = self.trained_tasks if only_trained and self.trained_tasks else range(len(self.task_names))  # type: ignore[arg-type]
         written, index = [], {}
         for i in rows:
             name = self.task_names[i]  # type: ignore[index]
-            out = save_peft(lora, i, directory / name, base_model_name=self.base_model_name)
+            out = save_peft(lora, i, directory / name, base_model_name=self.base_model_name, overwrite=True)
             descriptions = self.descriptions.get(name, [])
             (out / "descriptions.json").write_text(json.dumps(descriptions, indent=1) + "\n")
             index[name] = descriptions

@@ -15,6 +15,7 @@ from lora_hyper.lora import LoRABatch, LoRASpec, load_peft
 from lora_hyper.losses import factor_l2, reconstruction_l1
 from lora_hyper.modules.base import HypernetModule
 from lora_hyper.task_encoder import BASE_ENCODER, DEFAULT_ENCODER, TaskEncoder
+from lora_hyper.validation import check_lora_args
 
 OBJECTIVES = ("sft", "reconstruction")
 
@@ -108,6 +109,7 @@ class TextToLoRAModule(HypernetModule):
         base_dtype: str = "auto",
     ) -> None:
         super().__init__(base_model, lr, weight_decay, warmup, schedule, attn_implementation, base_dtype)
+        check_lora_args(targets, rank)
         if objective not in OBJECTIVES:
             raise ValueError(f"Unknown objective {objective!r}: use one of {OBJECTIVES}.")
         if reconstruction_mode not in ("factors", "delta"):

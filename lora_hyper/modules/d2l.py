@@ -60,6 +60,11 @@ class DocToLoRAModule(HypernetModule):
         l1_weight: weight of the reference's L1 penalty on the generated factors (``mean|A| + mean|B|`` of each
             document's combined adapter, averaged over modules and documents; reference NIAH: 1.5 Gemma,
             0.5 Qwen3-4B, 2.0 Mistral; QA 0.1). It silences filler chunks, so sums of many chunks stay sane.
+        l1_start_step: optimizer step at which the L1 penalty starts (0: from the first step, as the reference).
+        l1_ramp_steps: steps over which the L1 weight then rises linearly to ``l1_weight`` (0: at once). On
+            small CPU batches at lr 5e-4, L1 from step 0 drives A to zero before the answer's gradient can grow
+            B (the chunk path stays dead, only the bias block learns); starting it once the needle is read
+            avoids that.
         label_smoothing: label smoothing of the ``ce`` objective.
         chunk_length: chunk length used by ``internalize`` (default: the encoder's native window).
         rank_budget: compress internalized adapters to this rank (default: keep all chunk ranks).
@@ -95,6 +100,8 @@ class DocToLoRAModule(HypernetModule):
         objective: str = "ce",
         distill_top_k: int = 16,
         l1_weight: float = 0.0,
+        l1_start_step: int = 0,
+        l1_ramp_steps: int = 0,
         label_smoothing: float = 0.0,
         chunk_length: int | None = None,
         rank_budget: int | None = None,
@@ -110,8 +117,11 @@ class DocToLoRAModule(HypernetModule):
         check_lora_args(targets, rank)
         positive(chunk_length, "chunk_length")
         positive(rank_budget, "rank_budget")
-        if l1_weight < 0:
-            raise InputError(f"l1_weight must be >= 0, got {l1_weight!r}.")
+        if l1_weight < 0 or l1_start_step < 0 or l1_ramp_steps < 0:
+            raise InputError(
+                f"l1_weight, l1_start_step and l1_ramp_steps must be >= 0, got {l1_weight}, {l1_start_step}, "
+                f"{l1_ramp_steps}."
+            )
         if objective not in OBJECTIVES:
             raise ValueError(f"Unknown objective {objective!r}: use one of {OBJECTIVES}.")
         if encoder_mode not in ("per_layer", "early_exit"):
@@ -139,6 +149,8 @@ class DocToLoRAModule(HypernetModule):
         self.objective = objective
         self.distill_top_k = distill_top_k
         self.l1_weight = l1_weight
+        self.l1_start_step = l1_start_step
+        self.l1_ramp_steps = l1_ramp_steps
         self.label_smoothing = label_smoothing
         self.chunk_length = chunk_length
         self.rank_budget = rank_budget
@@ -224,7 +236,8 @@ class DocToLoRAModule(HypernetModule):
             )
         qa_loss = mean_by_group(per_row, qa)
         l1 = factor_l1(chunks, self.hypernet.bias_lora(1), group_sizes(batch["ctx_doc_index"]))
-        loss = qa_loss + self.l1_weight * l1 if self.l1_weight else qa_loss
+        weight = self.current_l1_weight()
+        loss = qa_loss + weight * l1 if weight else qa_loss
         out = {
             "loss": loss,
             "qa_loss": qa_loss.detach(),
@@ -234,6 +247,15 @@ class DocToLoRAModule(HypernetModule):
         if self.hypernet.last_gate is not None:
             out["chunk_gate"] = self.hypernet.last_gate.mean()
         return out
+
+    def current_l1_weight(self) -> float:
+        """The L1 weight at this optimizer step (``l1_start_step`` and ``l1_ramp_steps`` applied)."""
+        step = self.global_step if self._trainer is not None else self.l1_start_step + self.l1_ramp_steps
+        if not self.l1_weight or step < self.l1_start_step:
+            return 0.0
+        if not self.l1_ramp_steps:
+            return self.l1_weight
+        return self.l1_weight * min(1.0, (step - self.l1_start_step) / self.l1_ramp_steps)
 
     def _log_all(self, stage: str, out: dict[str, Tensor], batch: dict[str, Any]) -> None:
         n_docs = int(batch["ctx_doc_index"].max()) + 1

@@ -19,6 +19,7 @@ setup(
     package_data={
         "": ["*.yaml", "*.json", "*.jsonl", "*.txt", "*.jinja", "*.md"],
         "lora_hyper.data_modules.builtin_tasks": ["*/metadata.yaml", "*/data.jsonl"],
+        "lora_hyper": ["assets/pretrained/*/*.json", "assets/pretrained/*/*.safetensors"],
     },
     include_package_data=True,
 )

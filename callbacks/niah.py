@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ def evaluate_niah(
     native_window: int | None = None,
     haystack: str = "repeat",
     extra_rank_budgets: Sequence[int] = (),
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Exact-match NIAH accuracy per length bin of a model with ``internalize`` and ``generate``.
 
@@ -49,6 +52,7 @@ def evaluate_niah(
 
     ``haystack="prose"`` uses varied sentences instead of the repeated filler. Each ``extra_rank_budgets`` entry
     scores the same internalized adapters again after compressing them to that rank (no second encoding).
+    ``progress`` gets one line per bin when the bin is scored (accuracy, haystacks, seconds).
 
     Returns ``{"bins": [{"bin", "n_tokens", "accuracy", "n", "mean_tokens"}], "acc_mean", "native_window",
     "samples": [{"bin", "n_tokens", "depth", "answer", "output", "correct"}], "rank_budgets": {budget: [rows
@@ -71,7 +75,8 @@ def evaluate_niah(
         model.eval()
     try:
         with torch.no_grad():
-            for spec, n in targets:
+            for index, (spec, n) in enumerate(targets, start=1):
+                started = time.perf_counter()
                 examples = niah_examples(tokenizer, n, samples_per_bin, seed, "niah-eval", haystack)
                 metric = MeanMetric(sync_on_compute=False)  # every rank scores the same haystacks
                 budget_hits: dict[int, list[bool]] = {b: [] for b in budget_rows}
@@ -112,6 +117,11 @@ def evaluate_niah(
                 )
                 for b, hits in budget_hits.items():
                     budget_rows[b].append(rows[-1] | {"accuracy": sum(hits) / len(hits), "rank_budget": b})
+                if progress is not None:
+                    progress(
+                        f"[NIAH] bin {index}/{len(targets)} {spec} ({n} tokens): accuracy {acc:.2f} on "
+                        f"{len(examples)} haystacks ({time.perf_counter() - started:.1f} s)"
+                    )
     finally:
         for module, mode in modes.items():  # restore each submodule (a frozen base stays in eval mode)
             module.train(mode)
@@ -224,7 +234,13 @@ class NIAHEvaluation(L.Callback):
         return Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, stem: str) -> dict[str, Any]:
-        """Run ``evaluate_niah`` on ``pl_module``; rank 0 writes the report; returns the results."""
+        """Run ``evaluate_niah`` on ``pl_module``; rank 0 announces it, prints a line per bin, writes the report."""
+        from lora_hyper.progress import say
+
+        progress = None
+        if trainer.is_global_zero:
+            say(trainer, self.announce(trainer.global_step, final=stem == "niah_final"))
+            progress = partial(say, trainer)
         results = evaluate_niah(
             pl_module,
             self.bins,
@@ -234,6 +250,7 @@ class NIAHEvaluation(L.Callback):
             self.rank_budget,
             self.seed,
             self.max_new_tokens,
+            progress=progress,
         )
         self._last_step = trainer.global_step
         self.history.append((trainer.global_step, results))
@@ -242,6 +259,16 @@ class NIAHEvaluation(L.Callback):
             summary = ", ".join(f"{r['bin']}: {r['accuracy']:.2f}" for r in results["bins"])
             rank_zero_info(f"[NIAH] step {trainer.global_step}: {summary} (mean {results['acc_mean']:.2f})")
         return results
+
+    def announce(self, step: int, final: bool = False) -> str:
+        """One line saying what this evaluation does: bins, haystacks per bin, chunking, answer length."""
+        n = len(self.bins) * self.samples_per_bin
+        return (
+            f"[NIAH] {'final evaluation' if final else 'evaluation'} at step {step}: {len(self.bins)} length bins "
+            f"({', '.join(str(b) for b in self.bins)}) x {self.samples_per_bin} haystacks = {n} haystacks, "
+            f"chunk_length {self.chunk_length}, {self.batch_size} per batch, answers of <= {self.max_new_tokens} "
+            "tokens"
+        )
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx

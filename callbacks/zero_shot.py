@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +24,14 @@ class ZeroShotTaskEvaluation(L.Callback):
     Adapters come from *evaluation* descriptions (never trained on) of seen tasks and of held-out tasks.
     Baselines (computed once): the base model, the base model with the description in its prompt, and,
     when given, a multi-task adapter and per-task oracle adapters. Scores use the corpus's metric.
+    Each evaluation announces what it will generate, then prints one line per task as it goes; ``max_answers``
+    bounds its cost (the test examples per task are cut once, at the first evaluation, so scores stay
+    comparable from one evaluation to the next).
 
     Args:
         every_n_steps: evaluate every this many optimizer steps (0: only at fit end).
         max_tasks: at most this many seen and this many held-out tasks (sorted by name).
-        examples_per_task: test examples per task.
+        examples_per_task: test examples per task (at most; see ``max_answers``).
         n_descriptions: evaluation descriptions per task (one adapter each; scores are averaged).
         multitask_adapter: PEFT directory of a multi-task LoRA baseline.
         oracle_library: folder of ``<task>/`` PEFT oracle adapters.
@@ -33,6 +39,8 @@ class ZeroShotTaskEvaluation(L.Callback):
         max_new_tokens: generation budget per answer.
         corpus: task corpus to evaluate on (default: the DataModule's ``corpus``).
         held_out_tasks: held-out tasks when ``corpus`` is given (None: the corpus's own list).
+        max_answers: most answers one evaluation generates, over all tasks, descriptions and baselines;
+            fewer test examples per task when needed, at least one (None: no bound).
     """
 
     def __init__(
@@ -47,8 +55,13 @@ class ZeroShotTaskEvaluation(L.Callback):
         max_new_tokens: int = 32,
         corpus: str | None = None,
         held_out_tasks: list[str] | None = None,
+        max_answers: int | None = 256,
     ) -> None:
         super().__init__()
+        if max_answers is not None and max_answers < 1:
+            raise ValueError(f"max_answers must be >= 1 or None, got {max_answers}.")
+        self.max_answers = max_answers
+        self._n_examples: int | None = None
         self.every_n_steps = every_n_steps
         self.max_tasks = max_tasks
         self.examples_per_task = examples_per_task
@@ -72,7 +85,7 @@ class ZeroShotTaskEvaluation(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         if trainer.global_step != self._last_step:
-            self.run(trainer, pl_module)
+            self.run(trainer, pl_module, final=True)
 
     # ------------------------------------------------------------------ evaluation
     def corpus(self, trainer: L.Trainer | None = None) -> Any:
@@ -123,41 +136,118 @@ class ZeroShotTaskEvaluation(L.Callback):
         """Mean score of ``module``'s answers to ``prompts`` (optionally with ``adapters``), e.g. for other baselines."""
         return self._score(task, self._answers(module, task, prompts, adapters), references)
 
-    def evaluate(self, module: Any, corpus: Any) -> dict[str, dict[str, float]]:
-        """``{method: {task: score}}`` for the T2L adapters (and baselines on the first call)."""
+    def _descriptions(self, task: Any) -> list[str]:
+        return list(task.eval_descriptions or task.descriptions)[: self.n_descriptions]
+
+    def _oracle_dir(self, name: str) -> Path | None:
+        path = Path(self.oracle_library) / name if self.oracle_library else None
+        return path if path is not None and path.is_dir() else None
+
+    def _answers_per_example(self, task: Any, baselines: bool) -> int:
+        """Answers generated per test example: one per description, plus the baselines' on the first run."""
+        n = len(self._descriptions(task))
+        if baselines:
+            n += 1 + n + bool(self.multitask_adapter) + (self._oracle_dir(task.name) is not None)
+        return n
+
+    def examples_per_task_now(self, corpus: Any) -> int:
+        """Test examples per task, fixed at the first evaluation so that at most ``max_answers`` are generated."""
+        if self._n_examples is None:
+            n = self.examples_per_task
+            if self.max_answers is not None:
+                tasks = [corpus.tasks[t] for group in self.task_groups(corpus).values() for t in group]
+                per_example = sum(self._answers_per_example(t, self._baselines is None) for t in tasks)
+                n = max(1, min(n, self.max_answers // max(per_example, 1)))
+            self._n_examples = n
+        return self._n_examples
+
+    def announce(self, corpus: Any, step: int, final: bool = False) -> str:
+        """One line saying what this evaluation generates: tasks, examples, descriptions, baselines, answers."""
+        groups = self.task_groups(corpus)
+        n = self.examples_per_task_now(corpus)
+        baselines = self._baselines is None
+        answers = sum(
+            len(corpus.tasks[t].examples("test")[:n]) * self._answers_per_example(corpus.tasks[t], baselines)
+            for names in groups.values()
+            for t in names
+        )
+        extra = ""
+        if baselines:
+            names = ["base", "base_with_description"] + ["multitask"] * bool(self.multitask_adapter)
+            names += ["oracle"] * bool(self.oracle_library)
+            extra = f" + baselines {', '.join(names)}"
+        bound = f", max_answers={self.max_answers}" if self.max_answers is not None else ""
+        return (
+            f"[zero-shot] {'final evaluation' if final else 'evaluation'} at step {step}: "
+            f"{sum(map(len, groups.values()))} tasks ({len(groups['seen'])} seen, {len(groups['held_out'])} held out)"
+            f" x {n} test examples x {self.n_descriptions} description(s){extra}: {answers} answers of <= "
+            f"{self.max_new_tokens} tokens (examples_per_task={self.examples_per_task}{bound})"
+        )
+
+    def evaluate(
+        self, module: Any, corpus: Any, say: Callable[[str], None] | None = None
+    ) -> dict[str, dict[str, float]]:
+        """``{method: {task: score}}`` for the T2L adapters (and baselines on the first call).
+
+        ``say`` gets one line per task as it is scored (name, scores, seconds).
+        """
         results: dict[str, dict[str, float]] = {"t2l": {}}
+        n_examples = self.examples_per_task_now(corpus)
         baselines = self._baselines is None
         if baselines:
             self._baselines = {m: {} for m in METHODS[1:]}
             multitask = load_peft(self.multitask_adapter) if self.multitask_adapter else None
-        for name in [n for group in self.task_groups(corpus).values() for n in group]:
+        order = [(g, n) for g, names in self.task_groups(corpus).items() for n in names]
+        for i, (group, name) in enumerate(order, start=1):
+            start = time.perf_counter()
             task = corpus.tasks[name]
-            examples = task.examples("test")[: self.examples_per_task]
+            examples = task.examples("test")[:n_examples]
             if not examples:
+                if say is not None:
+                    say(f"[zero-shot] {i}/{len(order)} {group} {name}: no test examples, skipped")
                 continue
             prompts, refs = [e.prompt for e in examples], [e.response for e in examples]
-            descriptions = list(task.eval_descriptions or task.descriptions)[: self.n_descriptions]
+            descriptions = self._descriptions(task)
             adapters = module.generate_lora(descriptions)
             preds = self._answers(module, task, [p for _ in descriptions for p in prompts], adapters)
             results["t2l"][name] = self._score(task, preds, refs * len(descriptions))
-            if not baselines:
-                continue
-            b = self._baselines
-            b["base"][name] = self._score(task, self._answers(module, task, prompts, None), refs)
-            with_desc = [description_prompt(d, p) for d in descriptions for p in prompts]
-            b["base_with_description"][name] = self._score(
-                task, self._answers(module, task, with_desc, None), refs * len(descriptions)
-            )
-            if multitask is not None:
-                b["multitask"][name] = self._score(
-                    task, self._answers(module, task, prompts, multitask), refs
+            if baselines:
+                self._score_baselines(module, task, prompts, refs, descriptions, multitask)
+            if say is not None:
+                scores = [("t2l", results["t2l"][name])] + [
+                    (m, s[name]) for m, s in (self._baselines or {}).items() if name in s
+                ]
+                shown = "  ".join(f"{m} {v:.3f}" for m, v in scores)
+                say(
+                    f"[zero-shot] {i}/{len(order)} {group} {name}: {shown} ({time.perf_counter() - start:.1f} s)"
                 )
-            oracle_dir = Path(self.oracle_library) / name if self.oracle_library else None
-            if oracle_dir is not None and oracle_dir.is_dir():
-                oracle = load_peft(oracle_dir)
-                b["oracle"][name] = self._score(task, self._answers(module, task, prompts, oracle), refs)
         results.update({m: dict(s) for m, s in (self._baselines or {}).items() if s})
         return results
+
+    def _score_baselines(
+        self,
+        module: Any,
+        task: Any,
+        prompts: list[str],
+        refs: list[str],
+        descriptions: list[str],
+        multitask: LoRABatch | None,
+    ) -> None:
+        """Score the baselines of one task into ``self._baselines`` (first evaluation only)."""
+        name, b = task.name, self._baselines
+        if b is None:
+            return
+        b["base"][name] = self._score(task, self._answers(module, task, prompts, None), refs)
+        with_desc = [description_prompt(d, p) for d in descriptions for p in prompts]
+        b["base_with_description"][name] = self._score(
+            task, self._answers(module, task, with_desc, None), refs * len(descriptions)
+        )
+        if multitask is not None:
+            b["multitask"][name] = self._score(task, self._answers(module, task, prompts, multitask), refs)
+        oracle_dir = self._oracle_dir(name)
+        if oracle_dir is not None:
+            oracle = load_peft(oracle_dir)
+            b["oracle"][name] = self._score(task, self._answers(module, task, prompts, oracle), refs)
 
     def summarize(self, results: dict[str, dict[str, float]], corpus: Any) -> dict[str, float]:
         """Flat metrics: ``zero_shot/<method>/<task>`` and ``zero_shot/<method>/mean_<seen|held_out>``."""
@@ -172,18 +262,28 @@ class ZeroShotTaskEvaluation(L.Callback):
                     flat[f"zero_shot/{method}/mean_{group}"] = sum(values) / len(values)
         return flat
 
-    def run(self, trainer: L.Trainer, pl_module: Any) -> dict[str, float]:
-        """Evaluate now (rank zero), log the metrics and append them to the JSON/CSV files."""
+    def run(self, trainer: L.Trainer, pl_module: Any, final: bool = False) -> dict[str, float]:
+        """Evaluate now (rank zero), announcing it and printing a line per task; log metrics, write JSON/CSV."""
+        from lora_hyper.progress import say
+
         self._last_step = trainer.global_step
         if not trainer.is_global_zero:
             return {}
         corpus = self.corpus(trainer)
+        say(trainer, self.announce(corpus, trainer.global_step, final))
         was_training = pl_module.training
         pl_module.eval()
+        start = time.perf_counter()
         try:
-            results = self.evaluate(pl_module, corpus)
+            results = self.evaluate(pl_module, corpus, say=partial(say, trainer))
         finally:
             pl_module.train(was_training)
+        means = self.summarize({"t2l": results["t2l"]}, corpus)
+        shown = "  ".join(f"{k.rsplit('/', 1)[-1]} {v:.3f}" for k, v in means.items() if "/mean_" in k)
+        say(
+            trainer,
+            f"[zero-shot] done in {time.perf_counter() - start:.1f} s" + (f": t2l {shown}" if shown else ""),
+        )
         flat = self.summarize(results, corpus)
         for logger in trainer.loggers:
             logger.log_metrics(flat, step=trainer.global_step)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 __version__ = "0.1.0"
@@ -25,6 +24,8 @@ def _extend_path_for_source_checkout() -> None:
 
 _extend_path_for_source_checkout()
 
+from lora_hyper.lazy import lazy_exports  # noqa: E402
+
 _LAZY = {
     "LoRASpec": "lora_hyper.lora",
     "LoRABatch": "lora_hyper.lora",
@@ -40,8 +41,4 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
-def __getattr__(name: str):
-    """Import public names on first use so ``import lora_hyper`` stays cheap."""
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'lora_hyper' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)  # public names import on first use

@@ -30,10 +30,15 @@ def _cli_class():
         """LightningCLI in subclass mode for model and data, with ``omegaconf+`` interpolation in recipes.
 
         ``omegaconf+`` resolves ``${..relative.refs}`` after command-line overrides are applied, so an
-        override also changes every value interpolated from it.
+        override also changes every value interpolated from it. Output is for people: Lightning's adverts and
+        known-harmless warnings are hidden, and progress is shown by ``lora_hyper.progress`` (plain lines
+        when stdout is not a terminal, ``step/max_steps`` bars when it is).
         """
 
         def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+            from lora_hyper.progress import quiet_lightning
+
+            quiet_lightning()
             mode = {"parser_mode": "omegaconf+"}
             super().__init__(
                 LightningModule,
@@ -46,6 +51,26 @@ def _cli_class():
                 run=run,
                 auto_configure_optimizers=False,
             )
+
+        def _instantiate_trainer(self, config: dict, callbacks: list) -> object:
+            """Add ``default_progress_bar()`` unless the recipe brings a progress bar or turns bars off."""
+            from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
+
+            from lora_hyper.progress import default_progress_bar
+
+            given = config.get("callbacks") or []
+            given = [*(given if isinstance(given, list) else [given]), *callbacks]
+            wanted = config.get("enable_progress_bar") is not False and not config.get("barebones")
+            if wanted and not any(isinstance(c, ProgressBar) for c in given):
+                callbacks = [*callbacks, default_progress_bar()]
+            return super()._instantiate_trainer(config, callbacks)
+
+        def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
+            """Checkpoints given with ``--ckpt_path`` load with ``weights_only=True`` (no pickle) by default."""
+            parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+            if "weights_only" in self._subcommand_method_arguments.get(subcommand, ()):
+                parser.set_defaults(weights_only=True)
+            return parser
 
         def parse_arguments(self, parser, args) -> None:
             """Parse quietly: a jsonargparse error becomes one line (the usage dump only with --help)."""

@@ -35,8 +35,14 @@ def run(
     from lora_hyper.assets import SAMPLE_DOCUMENT_ANSWER, SAMPLE_DOCUMENT_QUESTION, sample_document_path
     from lora_hyper.base_model import kv_cache_bytes
     from lora_hyper.doc_to_lora import DocToLoRA
-    from lora_hyper.pretrained import resolve_model_dir
+    from lora_hyper.pretrained import resolve_model_dir, shipped_models
 
+    if not train and model == SHIPPED and SHIPPED not in shipped_models():
+        print(
+            f"[demo] no {SHIPPED} is shipped with this installation: training the quickstart instead",
+            flush=True,
+        )
+        train = True
     if not train:
         model_dir = resolve_model_dir(model or SHIPPED)
         if not (model_dir / "doc_to_lora.json").is_file():

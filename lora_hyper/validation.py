@@ -131,7 +131,7 @@ def check_adapter_count(n_questions: int, n_adapters: int, share_adapters: bool 
         return
     if not share_adapters:
         raise InputError(
-            f"{n_questions} questions for {n_adapters} adapter(s): give one question per adapter, or pass "
+            f"{n_questions} questions for {n_adapters} adapters: give one question per adapter, or pass "
             "share_adapters=True to let consecutive groups of questions share one adapter."
         )
     if n_questions % n_adapters:

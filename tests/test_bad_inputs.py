@@ -629,7 +629,9 @@ def test_every_torch_load_in_the_package_is_weights_only():
             start = 0
             while (i := text.find("torch.load(", start)) != -1:
                 depth, j = 0, i
-                for j in range(i + len("torch.load"), len(text)):  # the whole call, nested parentheses included
+                for j in range(
+                    i + len("torch.load"), len(text)
+                ):  # the whole call, nested parentheses included
                     depth += {"(": 1, ")": -1}.get(text[j], 0)
                     if depth == 0:
                         break

@@ -234,7 +234,7 @@ def test_demo_with_a_trained_model_skips_training(trained, tmp_path, capsys):
     assert demo.main(["--model", str(model_dir), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"training:        none (trained model {model_dir})" in out
-    assert "128 tokens:" in out and "2048 tokens:" in out and "(n=5)" in out
+    assert "1024 tokens:" in out and "16384 tokens:" in out and "(n=5)" in out  # one bin past the window
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
     assert not (tmp_path / "train").exists()
     with pytest.raises(FileNotFoundError, match="not a DocToLoRA model directory"):

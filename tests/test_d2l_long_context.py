@@ -209,3 +209,22 @@ def test_length_sorted_slices_bound_padding_and_size():
     for s in slices:
         assert len(s) <= 2 and max(lengths[i] for i in s) <= 1.1 * min(lengths[i] for i in s)
     assert [len(s) for s in length_sorted_slices(lengths, 16)] == [1, 2, 4]
+
+
+def test_l1_schedule_starts_late_and_ramps(tiny_llama_dir):
+    module = DocToLoRAModule(
+        base_model=str(tiny_llama_dir), l1_weight=1.5, l1_start_step=10, l1_ramp_steps=4, **SMALL
+    )
+
+    class FakeTrainer:
+        global_step = 0
+
+    trainer = FakeTrainer()
+    module._trainer = trainer  # what Lightning sets while fitting
+    weights = []
+    for step in (0, 9, 10, 12, 14, 100):
+        trainer.global_step = step
+        weights.append(module.current_l1_weight())
+    assert weights == [0.0, 0.0, 0.0, 0.75, 1.5, 1.5]
+    with pytest.raises(ValueError, match="l1_start_step"):
+        DocToLoRAModule(base_model=str(tiny_llama_dir), l1_start_step=-1, **SMALL)

@@ -207,7 +207,9 @@ def test_distill_objective_and_questions_per_document(tiny_llama_dir):
 
 def test_generate_groups_and_errors(module):
     lora = module.internalize(["The sky is blue.", "The grass is green."])
-    out = module.generate([QUESTION, QUESTION, "Here we go.", "Here we go."], lora, max_new_tokens=3)
+    out = module.generate(
+        [QUESTION, QUESTION, "Here we go.", "Here we go."], lora, max_new_tokens=3, share_adapters=True
+    )
     assert len(out) == 4 and all(isinstance(s, str) for s in out)
     assert module.generate([QUESTION], None, max_new_tokens=3) == module.generate(
         [QUESTION], lora.select(0), max_new_tokens=3
@@ -239,5 +241,5 @@ def test_save_load_round_trip_and_wrong_base(tiny_llama_dir, tmp_path):
     other = save_tiny_llama(tmp_path / "other", hidden_size=32, intermediate_size=48)
     with pytest.raises(ValueError, match="built for"):
         DocToLoRA.from_pretrained(path, base_model=str(other))
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(FileNotFoundError, match="No model directory or shipped model named"):
         DocToLoRA.from_pretrained(tmp_path / "missing")

@@ -7,6 +7,11 @@ must equal, bit for bit, those of an uninterrupted run of the same recipe.
 CSV logs: the resumed run writes the next ``CSVLogger`` version (``version_1``), the killed run's log stays in
 ``version_0``. Reusing a version is not an option: Lightning deletes an existing ``metrics.csv`` when a logger
 reopens its version, which would lose the killed run's curve.
+
+The fast tests below check ``ResumableDataLoader`` alone: resumed from a checkpoint of every step (mid-epoch and
+end of epoch, over several epochs, ``EpochSampler`` or seeded shuffling), a run sees exactly the batches the
+uninterrupted run saw after that step, without the not-resumable warning; and its state round-trips with
+worker processes.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -133,7 +140,9 @@ def test_kill_9_then_resume_last_matches_uninterrupted_run(tmp_path):
         )
         deadline = time.monotonic() + 120
         while not _saved_step_4(ckpts):
-            assert proc.poll() is None, f"fit ended before its step-4 checkpoint:\n{(run / 'stderr.txt').read_text()}"
+            assert proc.poll() is None, (
+                f"fit ended before its step-4 checkpoint:\n{(run / 'stderr.txt').read_text()}"
+            )
             assert time.monotonic() < deadline, "no step-4 checkpoint after 120 s"
             time.sleep(0.005)
         os.kill(proc.pid, signal.SIGKILL)
@@ -145,6 +154,7 @@ def test_kill_9_then_resume_last_matches_uninterrupted_run(tmp_path):
     resumed = _fit(run, "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert NOT_RESUMABLE not in resumed.stderr, resumed.stderr[-3000:]
+    assert f"resumed at step {killed_at}/8" in resumed.stdout and "step 8/8" in resumed.stdout, resumed.stdout
 
     a, b = _hypernet(runs["full"] / "out" / "checkpoints" / "last.ckpt"), _hypernet(ckpts / "last.ckpt")
     assert a and a.keys() == b.keys()
@@ -156,3 +166,98 @@ def test_kill_9_then_resume_last_matches_uninterrupted_run(tmp_path):
     before, after = _steps(logs / "version_0" / "metrics.csv"), _steps(logs / "version_1" / "metrics.csv")
     assert before and max(before) < 8 and min(before) == 0
     assert after == set(range(killed_at, 8)), after  # the resumed run logs exactly the steps it trained
+
+
+# ------------------------------------------------------------------------------------------ the loader alone
+class _EpochItems(torch.utils.data.Dataset):
+    """Three items whose values tell the epoch (set by ``EpochSampler.set_epoch``) and the index."""
+
+    epoch = 0
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.tensor([100.0 * self.epoch + i])
+
+
+class _Recorder(L.LightningModule):
+    """Records every training batch; ``shuffle`` picks a seeded shuffling loader, else an ``EpochSampler`` one."""
+
+    def __init__(self, shuffle: bool) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.shuffle = shuffle
+        self.seen: list[list[float]] = []
+
+    def training_step(self, batch, batch_idx):
+        self.seen.append(batch.view(-1).tolist())
+        return ((self.w - batch.float().mean()) ** 2).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        from lora_hyper.data_modules.stateful import ResumableDataLoader
+        from lora_hyper.data_modules.task_sampler import EpochSampler, _identity
+
+        if self.shuffle:  # 4 batches an epoch, a new permutation each epoch
+            generator = torch.Generator().manual_seed(0)
+            return ResumableDataLoader(list(range(7)), batch_size=2, shuffle=True, generator=generator)
+        items = _EpochItems()
+        return ResumableDataLoader(items, batch_size=None, sampler=EpochSampler(items), collate_fn=_identity)
+
+
+def _record(root: Path, shuffle: bool, ckpt_path: str | None = None, every: int | None = None):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    module = _Recorder(shuffle)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=9,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=bool(every),
+        callbacks=[ModelCheckpoint(dirpath=root, every_n_train_steps=every, save_top_k=-1)] if every else [],
+        default_root_dir=root,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(module, ckpt_path=ckpt_path)
+    return module.seen, [str(w.message) for w in caught if NOT_RESUMABLE in str(w.message)]
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["epoch_sampler", "seeded_shuffle"])
+def test_resumable_loader_continues_from_every_step_across_epochs(tmp_path, shuffle):
+    full, _ = _record(tmp_path / "full", shuffle)
+    _record(tmp_path / "saved", shuffle, every=1)
+    for step in range(1, 9):  # mid-epoch and end-of-epoch checkpoints, over three epochs
+        ckpt = next((tmp_path / "saved").glob(f"*step={step}.ckpt"))
+        resumed, warned = _record(tmp_path / "resumed", shuffle, ckpt_path=str(ckpt))
+        assert resumed == full[step:], (step, full, resumed)
+        assert not warned
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resumable_loader_state_round_trip_with_workers(workers):
+    from lora_hyper.data_modules.stateful import ResumableDataLoader
+
+    def loader():
+        generator = torch.Generator().manual_seed(0)
+        kwargs = {"num_workers": workers, "persistent_workers": workers > 0}
+        return ResumableDataLoader(list(range(10)), batch_size=3, shuffle=True, generator=generator, **kwargs)
+
+    first = loader()
+    list(first)  # epoch 0
+    seen, state = [], None
+    for i, batch in enumerate(first):  # epoch 1, saved after two batches
+        seen.append(batch.tolist())
+        if i == 1:
+            state = first.state_dict()
+    assert state["batches"] == 2 and len(first) == 4
+    following = [b.tolist() for b in first]  # epoch 2
+    again = loader()
+    again.load_state_dict(state)
+    assert [b.tolist() for b in again] == seen[2:]
+    assert [b.tolist() for b in again] == following

@@ -255,8 +255,12 @@ def test_sft_cuts_loss_by_half_and_follows_descriptions(trained_sft):
     assert answers == ["yes", "no", "green"]
     # consecutive groups (2 prompts per adapter) give what each adapter gives alone
     prompts = ["a b c", "Here we go."]
-    grouped = module.generate(prompts * 3, adapters, max_new_tokens=3)
-    alone = [a for i in range(3) for a in module.generate(prompts, adapters.select(i), max_new_tokens=3)]
+    grouped = module.generate(prompts * 3, adapters, max_new_tokens=3, share_adapters=True)
+    alone = [
+        a
+        for i in range(3)
+        for a in module.generate(prompts, adapters.select(i), max_new_tokens=3, share_adapters=True)
+    ]
     assert grouped == alone and grouped[0] == "yes"
 
 

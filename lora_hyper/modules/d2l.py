@@ -117,11 +117,13 @@ class DocToLoRAModule(HypernetModule):
         check_lora_args(targets, rank)
         positive(chunk_length, "chunk_length")
         positive(rank_budget, "rank_budget")
-        if l1_weight < 0 or l1_start_step < 0 or l1_ramp_steps < 0:
-            raise InputError(
-                f"l1_weight, l1_start_step and l1_ramp_steps must be >= 0, got {l1_weight}, {l1_start_step}, "
-                f"{l1_ramp_steps}."
-            )
+        for name, value in (
+            ("l1_weight", l1_weight),
+            ("l1_start_step", l1_start_step),
+            ("l1_ramp_steps", l1_ramp_steps),
+        ):
+            if value < 0:
+                raise InputError(f"{name} must be >= 0, got {value!r}.")
         if objective not in OBJECTIVES:
             raise ValueError(f"Unknown objective {objective!r}: use one of {OBJECTIVES}.")
         if encoder_mode not in ("per_layer", "early_exit"):

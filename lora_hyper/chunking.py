@@ -44,14 +44,18 @@ def _wrap_ids(tokenizer: Any, system: str | None = None) -> tuple[list[int], lis
 def split_tokens(
     ids: Sequence[int], chunk_length: int | None = None, n_chunks: int | None = None
 ) -> list[list[int]]:
-    """Split ``ids`` into pieces of at most ``chunk_length`` tokens, or into ``n_chunks`` near-equal pieces."""
+    """Split ``ids`` into ``n_chunks`` near-equal pieces, or into the fewest near-equal pieces of at most
+    ``chunk_length`` tokens (``ceil(len / chunk_length)`` of them)."""
     ids = list(ids)
     if (chunk_length is None) == (n_chunks is None):
         raise ValueError("give exactly one of chunk_length and n_chunks.")
     if chunk_length is not None:
         if chunk_length < 1:
             raise ValueError(f"chunk_length must be >= 1, got {chunk_length}.")
-        return [ids[i : i + chunk_length] for i in range(0, len(ids), chunk_length)] or [[]]
+        if not ids:
+            return [[]]
+        # ceil(n / chunk_length) near-equal chunks: never a sliver (1025 tokens -> 513 + 512, not 1024 + 1)
+        n_chunks = -(-len(ids) // chunk_length)
     n = max(1, min(int(n_chunks), len(ids)))  # type: ignore[arg-type]
     bounds = [round(i * len(ids) / n) for i in range(n + 1)]
     return [ids[bounds[i] : bounds[i + 1]] for i in range(n)]

@@ -233,7 +233,7 @@ def test_l1_schedule_starts_late_and_ramps(tiny_llama_dir):
 def test_fixed_chunk_length_splits_evenly_without_slivers():
     from lora_hyper.chunking import split_tokens
 
-    assert [len(c) for c in split_tokens(list(range(1025)), chunk_length=1024)] == [513, 512]
+    assert sorted(len(c) for c in split_tokens(list(range(1025)), chunk_length=1024)) == [512, 513]
     assert [len(c) for c in split_tokens(list(range(4096)), chunk_length=1024)] == [1024] * 4
     assert [len(c) for c in split_tokens(list(range(10)), chunk_length=1024)] == [10]
     assert split_tokens([], chunk_length=8) == [[]]

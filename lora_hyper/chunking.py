@@ -54,7 +54,7 @@ def split_tokens(
             raise ValueError(f"chunk_length must be >= 1, got {chunk_length}.")
         if not ids:
             return [[]]
-        # ceil(n / chunk_length) near-equal chunks: never a sliver (1025 tokens -> 513 + 512, not 1024 + 1)
+        # ceil(n / chunk_length) near-equal chunks: never a sliver (1025 tokens -> 512 + 513, not 1024 + 1)
         n_chunks = -(-len(ids) // chunk_length)
     n = max(1, min(int(n_chunks), len(ids)))  # type: ignore[arg-type]
     bounds = [round(i * len(ids) / n) for i in range(n + 1)]

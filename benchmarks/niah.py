@@ -34,7 +34,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 
-from lora_hyper.callbacks.chunk_health import chunk_health  # noqa: E402
+from lora_hyper.callbacks.chunk_health import ChunkHealthProbe, chunk_health  # noqa: E402
 from lora_hyper.callbacks.curriculum import NeedleCurriculum  # noqa: E402
 from lora_hyper.callbacks.niah import evaluate_niah  # noqa: E402
 from lora_hyper.data_modules.collate import chat_prompt_ids  # noqa: E402
@@ -337,6 +337,9 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--eval-samples", type=int, help="haystacks per exact-match check during training")
     p.add_argument(
+        "--health-every", type=int, default=200, help="steps between chunk-health probes (0: none)"
+    )
+    p.add_argument(
         "--bins", help="comma-separated haystack lengths for the final evaluation, e.g. 256,1024,40960"
     )
     p.add_argument(
@@ -423,6 +426,8 @@ def train(
     if args.prior_result:
         rec.prepend(json.loads(Path(args.prior_result).read_text()))
     ckpt = [ModelCheckpoint(args.ckpt_dir, every_n_train_steps=100, save_top_k=1, save_last=True)]
+    health_dir = args.out_dir or str(Path(__file__).resolve().parent / "results")
+    health = [ChunkHealthProbe(args.health_every, output_dir=health_dir)] if args.health_every else []
     trainer = L.Trainer(
         accelerator="gpu" if gpu else "cpu",
         devices=1,
@@ -434,7 +439,7 @@ def train(
         enable_checkpointing=bool(args.ckpt_dir),
         enable_progress_bar=not gpu,
         num_sanity_val_steps=0,
-        callbacks=[NeedleCurriculum(1.0, 0.1, size["curriculum_steps"]), rec]
+        callbacks=[NeedleCurriculum(1.0, 0.1, size["curriculum_steps"]), rec, *health]
         + (ckpt if args.ckpt_dir else []),
         log_every_n_steps=10,
     )
@@ -454,6 +459,7 @@ def train(
         "eval_curve_1k": rec.evals,
         "reached_90pct_at_1k": rec.first_reaching(min_n=largest_n),
         "hypernet_params": sum(p.numel() for p in module.hypernet.parameters()),
+        "chunk_health_curve": health[0].history if health else [],
     }
     if not math.isfinite(rec.losses[-1][1] if rec.losses else 0.0):
         raise SystemExit("training diverged (non-finite loss)")

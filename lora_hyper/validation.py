@@ -6,7 +6,6 @@ anything heavy, so a bad path or value fails in well under a second.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,22 +104,10 @@ def check_model_dir(name_or_dir: str | os.PathLike, kind: str) -> Path:
         raise InputError(f"{path} is not a {label} model directory ({config_name} is missing).")
     if not (path / weights_name).is_file():
         raise InputError(f"{path} is not a {label} model directory ({weights_name} is missing).")
-    read_json(path / config_name)
+    from lora_hyper.file_io import read_json_config  # file_io imports this module
+
+    read_json_config(path / config_name, f"{label} config")
     return path
-
-
-def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    """A JSON object file; broken JSON names the file, the reason and the line."""
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{p}: invalid JSON ({e.msg}, line {e.lineno}); fix or re-save it.") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{p}: not UTF-8 text; fix or re-save it.") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{p}: expected a JSON object, found {type(data).__name__}.")
-    return data
 
 
 def check_adapter_count(n_questions: int, n_adapters: int, share_adapters: bool = False) -> None:

@@ -198,7 +198,16 @@ def recipe_settings(path: str, overrides: list[str]) -> dict[str, Any]:
         "data": raw["data"]["init_args"],
         "curriculum": curriculum,
         "max_steps": raw.get("trainer", {}).get("max_steps"),
+        "max_minutes": _minutes(raw.get("trainer", {}).get("max_time")),
     }
+
+
+def _minutes(max_time: str | None) -> float | None:
+    """A Lightning ``max_time`` ("DD:HH:MM:SS") in minutes; None when the recipe sets none."""
+    if not max_time:
+        return None
+    days, hours, minutes, seconds = (int(x) for x in str(max_time).split(":"))
+    return days * 1440 + hours * 60 + minutes + seconds / 60
 
 
 @torch.no_grad()
@@ -392,6 +401,8 @@ def build(args: argparse.Namespace, size: dict[str, Any]) -> tuple[DocToLoRAModu
     else:
         if args.max_steps is None and not args.smoke and recipe["max_steps"]:
             size["max_steps"] = int(recipe["max_steps"])
+        if args.max_minutes is None and not args.smoke and recipe["max_minutes"]:
+            size["max_minutes"] = recipe["max_minutes"]
         if args.curriculum_steps is None and recipe["curriculum"]:
             size["curriculum_steps"] = int(recipe["curriculum"].get("steps", size["curriculum_steps"]))
     cli = {

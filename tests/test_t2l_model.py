@@ -483,3 +483,36 @@ def test_base_llm_task_encoder_pools_last_real_token(tiny_llama):
         torch.testing.assert_close(got[i], expected, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="needs the base model"):
         TaskEncoder("base")
+
+
+def _relative_delta_error(got: LoRABatch, target: LoRABatch) -> float:
+    """``||dW_got - dW_target|| / ||dW_target||`` over every target module and layer."""
+    num = sum(((got.delta(m) - target.delta(m)) ** 2).sum() for m in target.spec.target_modules)
+    den = sum((target.delta(m) ** 2).sum() for m in target.spec.target_modules)
+    return float((num / den).sqrt())
+
+
+def _reconstruct_four(llama_dir, encoder_dir, **kw) -> tuple[TextToLoRAModule, float]:
+    """Reconstruct 4 random z-scored adapters for 200 steps at lr 3e-3; the relative delta-W error after it."""
+    torch.manual_seed(0)
+    descriptions = ["Answer yes", "Always reply with no", "Say green to everything", "Count the letters"]
+    module = _module(llama_dir, encoder_dir, objective="reconstruction", zscore=True, **kw)
+    spec = module.spec
+    library = LoRABatch(spec, *_scaled(random_lora(spec, 4, seed=7, std=0.1), spec.scale))
+    module.fit_zscore(library)
+    batch = {"descriptions": descriptions, "task_names": list("abcd"), "target": library}
+    module.train()
+    _train(module, module.reconstruction_loss, [batch], steps=200, lr=3e-3)
+    module.eval()
+    return module, _relative_delta_error(module.generate_lora(descriptions), library)
+
+
+def test_reconstruction_default_reproduces_four_oracles(llama_dir, encoder_dir):
+    """Reconstruction's default head multiplier (1.0) regresses 4 adapters to < 5% relative delta-W error; the SFT
+    default (1/sqrt(head_in)) left on for reconstruction stalls far from them in the same budget."""
+    assert _module(llama_dir, encoder_dir).hypernet.config.resolved_head_multiplier == 32**-0.5  # SFT
+    module, err = _reconstruct_four(llama_dir, encoder_dir)
+    assert module.hypernet.config.head_multiplier == 1.0
+    assert err < 0.05, err
+    _, err_sft_default = _reconstruct_four(llama_dir, encoder_dir, head_multiplier=32**-0.5)
+    assert err_sft_default > 0.2, err_sft_default

@@ -11,19 +11,51 @@ from __future__ import annotations
 import json
 import random
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 try:
+    from . import family_formats, family_numbers, family_strings
+    from .primitives import (
+        VOWELS,
+        WORDS,
+        Gen,
+        from_numbers,
+        from_token,
+        from_words,
+        ints,
+        mixed_case,
+        number_words,
+        pair,
+        pig_latin,
+        words,
+    )
     from .task_descriptions import DESCRIPTIONS
 except ImportError:  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import family_formats
+    import family_numbers
+    import family_strings
+    from primitives import (
+        VOWELS,
+        WORDS,
+        Gen,
+        from_numbers,
+        from_token,
+        from_words,
+        ints,
+        mixed_case,
+        number_words,
+        pair,
+        pig_latin,
+        words,
+    )
     from task_descriptions import DESCRIPTIONS
 
 SEED = 1234
 N_TRAIN, N_TEST = 200, 40
+MIN_DESCRIPTIONS = 30
 HELD_OUT = [
     "lowercase",
     "last_word",
@@ -35,58 +67,6 @@ HELD_OUT = [
     "subtract_two",
 ]
 CASED = {"uppercase", "lowercase", "capitalize_words", "acronym", "snake_case", "camel_case"}
-
-WORDS = (
-    "apple river stone cloud tiger garden window pencil orange silver candle forest bridge rocket planet "
-    "basket guitar jacket marble pepper rabbit saddle temple violin wizard yellow anchor bottle castle dragon "
-    "engine falcon ginger hammer island jungle kettle lemon mirror needle oyster parrot quilt ribbon spider "
-    "tunnel umbrella valley walnut zebra bread chair dance eagle flame grape honey ivory jewel knife lamp "
-    "melon night ocean piano queen robot sugar table uncle vase whale yacht cat dog sun sky map pen cup box "
-    "hat bus car egg fox ink jam key log net owl pig rug toy van web zoo ant bee cow elk gem hen jar kit "
-    "mud nut oak pot ray sea tea urn wig yak ball bell book boat cake coin corn desk door drum fish frog "
-    "gift goat hill king kite leaf lion milk moon nest page pear ring road rose salt seed ship shoe snow "
-    "star tree wall wolf wind yarn blanket cabinet dolphin feather giraffe harbor lantern mountain notebook "
-    "pumpkin rainbow sandwich teacher village whistle"
-).split()
-VOWELS = set("aeiou")
-
-
-def words(rng: random.Random, lo: int, hi: int, unique_len: str | None = None) -> list[str]:
-    """``lo..hi`` distinct words; ``unique_len='max'|'min'`` makes the longest/shortest word unique."""
-    while True:
-        ws = rng.sample(WORDS, rng.randint(lo, hi))
-        if unique_len is None:
-            return ws
-        lens = [len(w) for w in ws]
-        target = max(lens) if unique_len == "max" else min(lens)
-        if lens.count(target) == 1:
-            return ws
-
-
-def numbers(rng: random.Random, lo: int, hi: int, vmax: int = 99) -> list[int]:
-    return [rng.randint(0, vmax) for _ in range(rng.randint(lo, hi))]
-
-
-def pig_latin(word: str) -> str:
-    if word[0] in VOWELS:
-        return word + "way"
-    i = next((k for k, c in enumerate(word) if c in VOWELS or (c == "y" and k > 0)), len(word))
-    return word[i:] + word[:i] + "ay"
-
-
-_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-
-
-def number_words(n: int) -> str:
-    """English words for 0..999 (``three hundred forty-two``)."""
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else "-" + _ONES[n % 10])
-    rest = n % 100
-    return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + number_words(rest))
-
 
 _POS = "wonderful excellent delightful fantastic lovely superb brilliant enjoyable charming great".split()
 _NEG = "terrible awful dreadful boring horrible disappointing poor annoying dull bad".split()
@@ -146,19 +126,6 @@ _NUMBER_FRAMES = [
 ]
 
 
-def _pair(rng: random.Random, lo: int, hi: int) -> tuple[int, int]:
-    return rng.randint(lo, hi), rng.randint(lo, hi)
-
-
-def _ints(xs: list[int]) -> str:
-    return " ".join(map(str, xs))
-
-
-def _mixed_case(rng: random.Random, ws: list[str]) -> str:
-    styles = [str.upper, str.title, lambda w: "".join(c.upper() if rng.random() < 0.5 else c for c in w)]
-    return " ".join(rng.choice(styles)(w) for w in ws)
-
-
 def _dupes(rng: random.Random) -> list[str]:
     base = rng.sample(WORDS, rng.randint(3, 5))
     out = base + [rng.choice(base) for _ in range(rng.randint(1, 3))]
@@ -170,8 +137,8 @@ def _shift(word: str) -> str:
     return "".join(chr((ord(c) - 97 + 1) % 26 + 97) for c in word)
 
 
-def _sub_pair(rng: random.Random) -> tuple[int, int]:
-    a, b = _pair(rng, 10, 99)
+def _subpair(rng: random.Random) -> tuple[int, int]:
+    a, b = pair(rng, 10, 99)
     return (a, b) if a >= b else (b, a)
 
 
@@ -195,7 +162,7 @@ def _snake(rng: random.Random) -> tuple[str, str]:
 
 def _lower(rng: random.Random) -> tuple[str, str]:
     ws = words(rng, 3, 5)
-    return _mixed_case(rng, ws), " ".join(ws)
+    return mixed_case(rng, ws), " ".join(ws)
 
 
 def _multiply(rng: random.Random) -> tuple[str, str]:
@@ -208,85 +175,67 @@ def _date(rng: random.Random) -> tuple[str, str]:
     return f"{y}-{m:02d}-{d:02d}", f"{d:02d}/{m:02d}/{y}"
 
 
-# Each generator returns (input, output) for one random example.
-Gen = Callable[[random.Random], tuple[str, str]]
-
-
-def _w(fn: Callable[[list[str]], str], lo: int = 3, hi: int = 6, unique_len: str | None = None) -> Gen:
-    def gen(rng: random.Random) -> tuple[str, str]:
-        ws = words(rng, lo, hi, unique_len)
-        return " ".join(ws), fn(ws)
-
-    return gen
-
-
-def token(rng: random.Random) -> str:
-    """A real word or a pronounceable made-up one (so single-word tasks have enough distinct inputs)."""
-    if rng.random() < 0.5:
-        return rng.choice(WORDS)
-    onsets, nuclei, codas = (
-        "b c d f g h k l m n p r s t v w z br st pl tr ch sh".split(),
-        "aeiou",
-        ["", "", "n", "r", "s", "t"],
-    )
-    return "".join(
-        rng.choice(onsets) + rng.choice(nuclei) + rng.choice(codas) for _ in range(rng.randint(2, 3))
-    )
-
-
-def _one(fn: Callable[[str], str]) -> Gen:
-    return lambda rng: (w := token(rng), fn(w))
-
-
-def _nums(fn: Callable[[list[int]], str], lo: int = 4, hi: int = 7) -> Gen:
-    return lambda rng: (_ints(xs := numbers(rng, lo, hi)), fn(xs))
-
-
 TASKS: dict[str, Gen] = {
-    "uppercase": _w(lambda ws: " ".join(ws).upper()),
+    "uppercase": from_words(lambda ws: " ".join(ws).upper()),
     "lowercase": _lower,
-    "capitalize_words": _w(lambda ws: " ".join(w.capitalize() for w in ws)),
-    "reverse_words": _w(lambda ws: " ".join(reversed(ws))),
-    "reverse_letters": _one(lambda w: w[::-1]),
-    "first_word": _w(lambda ws: ws[0]),
-    "last_word": _w(lambda ws: ws[-1]),
-    "longest_word": _w(lambda ws: max(ws, key=len), unique_len="max"),
-    "shortest_word": _w(lambda ws: min(ws, key=len), unique_len="min"),
-    "count_words": _w(lambda ws: str(len(ws)), 2, 9),
-    "count_letters": _one(lambda w: str(len(w))),
-    "count_vowels": _one(lambda w: str(sum(c in VOWELS for c in w))),
-    "acronym": _w(lambda ws: "".join(w[0] for w in ws).upper(), 3, 5),
-    "remove_vowels": _one(lambda w: "".join(c for c in w if c not in VOWELS)),
-    "repeat_words": _w(lambda ws: " ".join(f"{w} {w}" for w in ws), 2, 4),
+    "capitalize_words": from_words(lambda ws: " ".join(w.capitalize() for w in ws)),
+    "reverse_words": from_words(lambda ws: " ".join(reversed(ws))),
+    "reverse_letters": from_token(lambda w: w[::-1]),
+    "first_word": from_words(lambda ws: ws[0]),
+    "last_word": from_words(lambda ws: ws[-1]),
+    "longest_word": from_words(lambda ws: max(ws, key=len), unique_len="max"),
+    "shortest_word": from_words(lambda ws: min(ws, key=len), unique_len="min"),
+    "count_words": from_words(lambda ws: str(len(ws)), 2, 9),
+    "count_letters": from_token(lambda w: str(len(w))),
+    "count_vowels": from_token(lambda w: str(sum(c in VOWELS for c in w))),
+    "acronym": from_words(lambda ws: "".join(w[0] for w in ws).upper(), 3, 5),
+    "remove_vowels": from_token(lambda w: "".join(c for c in w if c not in VOWELS)),
+    "repeat_words": from_words(lambda ws: " ".join(f"{w} {w}" for w in ws), 2, 4),
     "dedupe_words": lambda rng: (" ".join(ws := _dupes(rng)), " ".join(dict.fromkeys(ws))),
-    "sort_words": _w(lambda ws: " ".join(sorted(ws))),
-    "comma_list": _w(lambda ws: ", ".join(ws), 3, 5),
-    "join_with_hyphens": _w(lambda ws: "-".join(ws), 3, 5),
+    "sort_words": from_words(lambda ws: " ".join(sorted(ws))),
+    "comma_list": from_words(lambda ws: ", ".join(ws), 3, 5),
+    "join_with_hyphens": from_words(lambda ws: "-".join(ws), 3, 5),
     "snake_case": _snake,
-    "camel_case": _w(lambda ws: ws[0] + "".join(w.capitalize() for w in ws[1:]), 2, 4),
-    "pig_latin": _one(pig_latin),
-    "caesar_shift": _one(_shift),
-    "sort_numbers": _nums(lambda xs: _ints(sorted(xs))),
-    "sort_numbers_desc": _nums(lambda xs: _ints(sorted(xs, reverse=True))),
-    "max_number": _nums(lambda xs: str(max(xs))),
-    "min_number": _nums(lambda xs: str(min(xs))),
+    "camel_case": from_words(lambda ws: ws[0] + "".join(w.capitalize() for w in ws[1:]), 2, 4),
+    "pig_latin": from_token(pig_latin),
+    "caesar_shift": from_token(_shift),
+    "sort_numbers": from_numbers(lambda xs: ints(sorted(xs))),
+    "sort_numbers_desc": from_numbers(lambda xs: ints(sorted(xs, reverse=True))),
+    "max_number": from_numbers(lambda xs: str(max(xs))),
+    "min_number": from_numbers(lambda xs: str(min(xs))),
     "sum_numbers": lambda rng: (
-        _ints(xs := [rng.randint(1, 20) for _ in range(rng.randint(3, 5))]),
+        ints(xs := [rng.randint(1, 20) for _ in range(rng.randint(3, 5))]),
         str(sum(xs)),
     ),
-    "add_two": lambda rng: (_ints(p := _pair(rng, 10, 99)), str(p[0] + p[1])),
-    "subtract_two": lambda rng: (_ints(p := _sub_pair(rng)), str(p[0] - p[1])),
+    "add_two": lambda rng: (ints(p := pair(rng, 10, 99)), str(p[0] + p[1])),
+    "subtract_two": lambda rng: (ints(p := _subpair(rng)), str(p[0] - p[1])),
     "multiply_two": _multiply,
     "parity": lambda rng: (str(n := rng.randint(0, 9999)), "even" if n % 2 == 0 else "odd"),
     "digit_sum": lambda rng: (str(n := rng.randint(100, 99999)), str(sum(map(int, str(n))))),
-    "increment_each": _nums(lambda xs: _ints([x + 1 for x in xs]), 3, 6),
+    "increment_each": from_numbers(lambda xs: ints([x + 1 for x in xs]), 3, 6),
     "number_to_words": lambda rng: (str(n := rng.randint(0, 999)), number_words(n)),
     "extract_number": lambda rng: (rng.choice(_NUMBER_FRAMES).format(n=(n := rng.randint(2, 500))), str(n)),
     "sentiment": _review,
     "topic": _topic,
     "date_format": _date,
-    "count_even": _nums(lambda xs: str(sum(x % 2 == 0 for x in xs))),
+    "count_even": from_numbers(lambda xs: str(sum(x % 2 == 0 for x in xs))),
 }
+
+
+# The families added to the first 40 tasks: string, number/list, and format/extraction/classification tasks, built
+# around related-but-different pairs (first/last, ascending/descending, vowels/consonants, to/from a format) so that
+# what changes between two descriptions is learnable.
+FAMILIES = (family_strings, family_numbers, family_formats)
+DESCRIPTIONS = dict(DESCRIPTIONS)
+PAIRS: list[tuple[str, str]] = []
+for _family in FAMILIES:
+    _clash = set(_family.TASKS) & set(TASKS)
+    if _clash:
+        raise RuntimeError(f"{_family.__name__} redefines tasks {sorted(_clash)}.")
+    TASKS.update(_family.TASKS)
+    DESCRIPTIONS.update(_family.DESCRIPTIONS)
+    CASED |= _family.CASED
+    PAIRS += _family.PAIRS
 
 
 def examples(name: str, n_train: int = N_TRAIN, n_test: int = N_TEST) -> list[dict[str, str]]:
@@ -312,6 +261,12 @@ def main(out: Path | None = None) -> Path:
     out = out or Path(__file__).resolve().parent
     if set(TASKS) != set(DESCRIPTIONS):
         raise RuntimeError(f"Tasks and descriptions differ: {sorted(set(TASKS) ^ set(DESCRIPTIONS))}.")
+    every = [" ".join(d.casefold().split()) for ds in DESCRIPTIONS.values() for d in ds]
+    if len(every) != len(set(every)):
+        raise RuntimeError("A description is used twice: every description must name one task.")
+    short = sorted(n for n, ds in DESCRIPTIONS.items() if len(ds) < MIN_DESCRIPTIONS)
+    if short:
+        raise RuntimeError(f"Tasks with fewer than {MIN_DESCRIPTIONS} descriptions: {short}.")
     for name in sorted(TASKS):
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)

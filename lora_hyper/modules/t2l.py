@@ -31,6 +31,13 @@ def meta_model(base_model: str) -> torch.nn.Module:
         return AutoModelForCausalLM.from_config(config)
 
 
+def default_head_multiplier(objective: str, head_multiplier: float | None) -> float | None:
+    """The heads' output factor for ``objective`` when none is given (``None`` -> the config's ``1/sqrt(head_in)``)."""
+    if head_multiplier is not None:
+        return float(head_multiplier)
+    return 1.0 if objective == "reconstruction" else None
+
+
 def align_adapter(lora: LoRABatch, spec: LoRASpec) -> LoRABatch:
     """Re-express a loaded adapter (e.g. from ``load_peft``) on ``spec``'s module names and scale."""
     by_path = {lora.spec.module_paths.get(n, n): n for n in lora.spec.target_modules}
@@ -60,8 +67,10 @@ class TextToLoRAModule(HypernetModule):
         head_size: ``L``, ``M`` or ``S`` output heads.
         latent: trunk width of the hypernetwork (multiple of 4).
         head_in: width of the hidden state read by the heads.
-        head_multiplier: factor on the heads' weight output (``None``: ``1/sqrt(head_in)``, so a head step moves
-            the generated LoRA about as far as a step on LoRA weights would; ``1.0``: unscaled).
+        head_multiplier: factor on the heads' weight output. ``None`` picks it by objective: ``1/sqrt(head_in)``
+            for SFT (a head step then moves the generated LoRA about as far as a step on LoRA weights would) and
+            ``1.0`` for reconstruction, whose (z-scored) targets are of order 1: at ``1/sqrt(head_in)`` it stalls
+            (benchmarks/results/t2l_head_multiplier.json).
         dropout: dropout inside the hypernetwork trunk.
         task_encoder: sentence-embedding model (hub name or directory), ``"all-minilm-l6-v2"`` (packaged),
             or ``"base"`` (last-token pooling of the base LLM).
@@ -125,6 +134,7 @@ class TextToLoRAModule(HypernetModule):
         self.rank = rank
         self.alpha = alpha
         self.objective = objective
+        self.head_multiplier = default_head_multiplier(objective, head_multiplier)
         self.hypernet: TextToLoRAHypernet | None = None
         self.encoder: TaskEncoder | None = None
         self.spec: LoRASpec | None = None
@@ -160,7 +170,7 @@ class TextToLoRAModule(HypernetModule):
             emb_dim=self.encoder.dim,
             latent=hp.latent,
             head_in=hp.head_in,
-            head_multiplier=hp.head_multiplier,
+            head_multiplier=self.head_multiplier,
             head_size=hp.head_size,
             dropout=hp.dropout,
             output_zscore=bool(hp.zscore),

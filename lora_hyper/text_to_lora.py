@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import torch
 from lora_hyper.file_io import read_json_config, validate_safetensors
 from lora_hyper.hypernets.t2l import T2LHypernetConfig, TextToLoRAHypernet
 from lora_hyper.lora import LoRABatch, atomic_directory_write, save_peft
+from lora_hyper.pretrained import resolve_model_dir
 from lora_hyper.task_encoder import BASE_ENCODER, TaskEncoder
 
 CONFIG_FILE = "t2l_config.json"
@@ -72,10 +74,12 @@ class TextToLoRA:
     def from_pretrained(
         cls, directory: str | os.PathLike, device: str | torch.device | None = None
     ) -> TextToLoRA:
-        """Load a directory written by :meth:`save_pretrained`; any missing or unexpected weight is an error."""
+        """Load a directory written by :meth:`save_pretrained`, or a shipped model by name (e.g.
+        ``"t2l-smollm2-builtin"``; an unknown name lists the shipped ones). Any missing or unexpected weight is an
+        error; nothing is unpickled."""
         from safetensors.torch import load_file
 
-        directory = Path(directory)
+        directory = resolve_model_dir(directory)
         cfg_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
         if not directory.is_dir():
             raise FileNotFoundError(f"Text-to-LoRA model directory not found: {directory}")
@@ -132,6 +136,31 @@ class TextToLoRA:
             raise ValueError("Description list is empty: pass at least one task description.")
         device = next(self.hypernet.parameters()).device
         return self.hypernet(self.encoder.encode(list(descriptions)).to(device)).detach()
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: str | Sequence[str],
+        lora: LoRABatch | None,
+        max_new_tokens: int = 32,
+        system: str | None = None,
+        **generate_kwargs: Any,
+    ) -> list[str]:
+        """Greedy chat-templated answers of the base model (loaded on first use) with the generated adapters.
+
+        Prompt ``i`` uses adapter ``i``; an adapter batch of one serves every prompt; ``lora=None`` is the plain
+        base model. Symmetric with :meth:`DocToLoRA.generate`::
+
+            lora = t2l.generate_lora("Sort the numbers in ascending order.")
+            t2l.generate(["5 3 9 1", "40 2 17"], lora)
+        """
+        from lora_hyper.generation import generate_answers
+
+        model, tokenizer = self.load_base(device=next(self.hypernet.parameters()).device)
+        generate_kwargs.setdefault("share_adapters", lora is not None and lora.batch_size == 1)
+        return generate_answers(
+            model, tokenizer, prompts, lora, max_new_tokens, system=system, **generate_kwargs
+        )
 
     def save_adapter(
         self, lora: LoRABatch, index: int, directory: str | os.PathLike, overwrite: bool = False

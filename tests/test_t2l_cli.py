@@ -84,12 +84,73 @@ def test_generate_task_file_writes_one_adapter_per_line(t2l_dir, tmp_path):
     torch.testing.assert_close(got.delta("q_proj")[0], expected.delta("q_proj")[1], atol=1e-6, rtol=1e-5)
 
 
+def test_text_to_lora_generate_matches_injected_adapters(t2l_dir, tiny_llama):
+    """``generate``: prompt i uses adapter i; one adapter serves every prompt; ``None`` is the plain base."""
+    from lora_hyper.generation import generate_answers
+
+    t2l = TextToLoRA.from_pretrained(t2l_dir)
+    prompts = ["5 3 9 1", "The sky is blue."]
+    lora = t2l.generate_lora(["Sort the numbers.", "Uppercase the text"])
+    model, tok = t2l.load_base()
+    each = t2l.generate(prompts, lora, max_new_tokens=6)
+    assert each == [generate_answers(model, tok, [p], lora.select(i), 6)[0] for i, p in enumerate(prompts)]
+    shared = t2l.generate(prompts, lora.select(1), max_new_tokens=6)
+    assert shared[1] == each[1]
+    assert shared[0] == generate_answers(model, tok, [prompts[0]], lora.select(1), 6)[0]
+    assert t2l.generate(prompts, None, max_new_tokens=6) == generate_answers(model, tok, prompts, None, 6)
+    with pytest.raises(ValueError, match="3 questions"):
+        t2l.generate([*prompts, "x"], lora)
+
+
+def test_generate_input_prints_one_answer_per_line(t2l_dir, tmp_path, capsys):
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("5 3 9 1\n\nThe sky is blue.\n", encoding="utf-8")
+    rc = generate.main(
+        [
+            "--model",
+            str(t2l_dir),
+            "--task",
+            "Sort the numbers.",
+            "--input",
+            str(inputs),
+            "--max-new-tokens",
+            "5",
+        ]
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 0 and not (tmp_path / "o").exists()
+    t2l = TextToLoRA.from_pretrained(t2l_dir)
+    answers = t2l.generate(["5 3 9 1", "The sky is blue."], t2l.generate_lora("Sort the numbers."), 5)
+    assert out == [
+        f"5 3 9 1\t{' '.join(answers[0].split())}",
+        f"The sky is blue.\t{' '.join(answers[1].split())}",
+    ]
+    rc = generate.main(
+        [
+            "--model",
+            str(t2l_dir),
+            "--task",
+            "Sort the numbers.",
+            "--input",
+            str(inputs),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 0 and (tmp_path / "o" / "adapter_config.json").exists()
+    assert out[:2] == [f"{tmp_path / 'o'}\tSort the numbers.", "# Sort the numbers."] and len(out) == 4
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--task", "   "], "--task is empty"),
         (["--task-file", "EMPTY"], "is empty or whitespace only"),
         (["--task-file", "MISSING"], "task file not found"),
+        (["--task", "Sort", "--input", "EMPTY"], "is empty or whitespace only"),
+        (["--task", "Sort", "--input", "MISSING"], "input file not found"),
+        (["--task", "Sort", "--input", "EMPTY", "--max-new-tokens", "0"], "--max-new-tokens"),
     ],
 )
 def test_generate_bad_input_one_line_exit_2(t2l_dir, tmp_path, capsys, args, message):
@@ -100,6 +161,11 @@ def test_generate_bad_input_one_line_exit_2(t2l_dir, tmp_path, capsys, args, mes
     assert rc == 2
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_generate_needs_out_or_input(t2l_dir, capsys):
+    rc = generate.main(["--model", str(t2l_dir), "--task", "Sort"])
+    assert rc == 2 and "give --out" in capsys.readouterr().err
 
 
 def test_generate_missing_model_dir(tmp_path, capsys):

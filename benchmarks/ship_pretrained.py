@@ -4,6 +4,9 @@
         --train-result benchmarks/results/niah_cpu_train.json --eval-result benchmarks/results/niah_cpu_l1.json \
         --commit c36232e
 
+    python benchmarks/ship_pretrained.py --kind t2l --model outputs/t2l-smollm2-builtin --name t2l-smollm2-builtin \
+        --eval-result benchmarks/results/t2l_smollm2_builtin.json --commit abc1234
+
 The card records the training command, the commit it ran at, its wall time and the benchmark results, so the
 shipped weights can be reproduced and judged. An existing shipped model of that name is never replaced: delete
 it on purpose first.
@@ -56,17 +59,55 @@ def card(train: dict[str, Any], evaluation: dict[str, Any], commit: str, name: s
     }
 
 
+def t2l_card(evaluation: dict[str, Any], commit: str, name: str) -> dict[str, Any]:
+    """The model card of a Text-to-LoRA from its ``t2l_shipped_eval.py`` JSON (which holds the training record)."""
+    training = evaluation.get("training") or {}
+    summary = evaluation.get("summary") or {}
+    return {
+        "name": name,
+        "kind": "text-to-lora",
+        "base_model": "smollm2-135m-instruct",
+        "trained_by": training.get("command"),
+        "recipe": training.get("recipe"),
+        "commit": commit,
+        "train_steps": training.get("steps"),
+        "train_wall_s": training.get("wall_s"),
+        "evaluated_by": evaluation.get("command"),
+        "results": {
+            group: {
+                "exact_match": s.get("exact_match"),
+                "t2l_minus": s.get("t2l_minus"),
+                "tasks": s.get("tasks"),
+            }
+            for group, s in summary.items()
+        },
+        "evaluation": evaluation.get("config"),
+        "environment": evaluation.get("environment"),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="model dir written by save_pretrained")
     p.add_argument("--name", required=True, help="shipped name, e.g. d2l-smollm2-niah")
-    p.add_argument("--train-result", required=True, help="the benchmarks/niah.py --train-only JSON")
-    p.add_argument("--eval-result", required=True, help="the benchmarks/niah.py --eval-only JSON")
+    p.add_argument("--kind", choices=["d2l", "t2l"], default="d2l")
+    p.add_argument("--train-result", help="d2l: the benchmarks/niah.py --train-only JSON")
+    p.add_argument(
+        "--eval-result",
+        required=True,
+        help="d2l: the niah.py --eval-only JSON; t2l: the t2l_shipped_eval.py JSON",
+    )
     p.add_argument("--commit", default=None, help="commit the training ran at (default: HEAD)")
     args = p.parse_args()
-    train = json.loads(Path(args.train_result).read_text())
     evaluation = json.loads(Path(args.eval_result).read_text())
-    dest = ship(args.model, args.name, card(train, evaluation, args.commit or git_head(), args.name))
+    commit = args.commit or git_head()
+    if args.kind == "t2l":
+        model_card = t2l_card(evaluation, commit, args.name)
+    else:
+        if not args.train_result:
+            p.error("--kind d2l needs --train-result")
+        model_card = card(json.loads(Path(args.train_result).read_text()), evaluation, commit, args.name)
+    dest = ship(args.model, args.name, model_card)
     size = sum(f.stat().st_size for f in dest.iterdir())
     print(f"shipped {dest} ({size / 2**20:.1f} MiB)")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,24 @@ def group_means(
             row[f"n_{group}"] = len(values)
         out[method] = row
     return out
+
+
+def paired_bootstrap(
+    a: dict[str, list[float]], b: dict[str, list[float]], n_boot: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """Mean of (a - b) over tasks (each task's examples weighted equally) and its 95% percentile interval,
+    resampling examples within every task."""
+    rng = random.Random(seed)
+    diffs = {t: [x - y for x, y in zip(a[t], b[t])] for t in a}
+    point = sum(sum(d) / len(d) for d in diffs.values()) / len(diffs)
+    stats = []
+    for _ in range(n_boot):
+        total = 0.0
+        for d in diffs.values():
+            total += sum(d[rng.randrange(len(d))] for _ in d) / len(d)
+        stats.append(total / len(diffs))
+    stats.sort()
+    return {"mean": point, "lo": stats[int(0.025 * n_boot)], "hi": stats[int(0.975 * n_boot) - 1]}
 
 
 def _mean_over(scores: dict[str, float], names: list[str]) -> float | None:

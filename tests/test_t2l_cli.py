@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -11,8 +9,6 @@ from lora_hyper.commands import generate
 from lora_hyper.lora import apply_lora
 from lora_hyper.modules.t2l import TextToLoRAModule
 from lora_hyper.text_to_lora import TextToLoRA
-
-RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes" / "t2l").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -171,38 +167,3 @@ def test_generate_needs_out_or_input(t2l_dir, capsys):
 def test_generate_missing_model_dir(tmp_path, capsys):
     rc = generate.main(["--model", str(tmp_path / "nope"), "--task", "Sort", "--out", str(tmp_path / "o")])
     assert rc == 2 and "No model directory or shipped model named" in capsys.readouterr().err
-
-
-def test_t2l_recipes_exist():
-    assert {p.name for p in RECIPES} >= {
-        "sft_smollm2_builtin.yaml",
-        "recon_smollm2_builtin.yaml",
-        "oracle_loras_smollm2_builtin.yaml",
-        "sft_mistral7b_sni.yaml",
-        "sft_gemma2_2b_sni.yaml",
-    }
-    for path in RECIPES:
-        assert path.read_text().startswith("#"), f"{path.name} must start with a launch comment"
-
-
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
-def test_t2l_recipe_print_config(recipe, capsys):
-    import yaml
-
-    from lora_hyper.cli import main
-
-    data_class = yaml.safe_load(recipe.read_text())["data"]["class_path"]
-    module_name, _, cls = data_class.rpartition(".")
-    try:
-        getattr(__import__(module_name, fromlist=[cls]), cls)
-    except (ImportError, AttributeError):
-        pytest.skip(f"{data_class} is not available yet")
-    override = ["--model.init_args.base_model", "some/other-model"]
-    with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(recipe), *override, "--print_config"])
-    assert exit_info.value.code in (0, None)
-    printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["init_args"]["base_model"] == "some/other-model"
-    if "base_model" in printed["data"]["init_args"]:  # shared by relative interpolation
-        assert printed["data"]["init_args"]["base_model"] == "some/other-model"
-    assert printed["trainer"]["max_steps"] > 0

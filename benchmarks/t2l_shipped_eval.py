@@ -1,0 +1,151 @@
+"""Score a trained Text-to-LoRA on the built-in corpus: adapters from evaluation descriptions (never trained on).
+
+    python benchmarks/t2l_shipped_eval.py --model outputs/t2l-smollm2-builtin --train-log outputs/t2l_sft_smollm2_cpu
+
+Every held-out task and ``--seen`` seen tasks (evenly spaced by name), all 40 test examples of each, ``--descriptions``
+evaluation descriptions per task. Methods: the base model, the base model with the description in its prompt, and
+T2L (the generated adapter, no description in the prompt). Reports exact match per task and per group, with paired
+bootstrap 95% intervals of T2L minus each baseline (resampling examples within each task). Writes
+``benchmarks/results/<name>.json``; with ``--train-log`` (a Lightning ``default_root_dir``) the training curve too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+from t2l_report import paired_bootstrap  # noqa: E402
+
+from lora_hyper.data_modules.task_corpus import TaskCorpus, score  # noqa: E402
+from lora_hyper.data_modules.task_sampler import description_prompt  # noqa: E402
+from lora_hyper.text_to_lora import TextToLoRA  # noqa: E402
+
+METHODS = ("base", "base_with_description", "t2l")
+
+
+def pick_seen(corpus: TaskCorpus, n: int) -> list[str]:
+    """``n`` seen tasks evenly spaced over the sorted names (deterministic; all of them when ``n`` >= their count)."""
+    seen = [t for t in sorted(corpus.tasks) if t not in set(corpus.held_out_tasks)]
+    if n >= len(seen):
+        return seen
+    return [seen[round(i * (len(seen) - 1) / max(n - 1, 1))] for i in range(n)]
+
+
+def task_scores(
+    model: TextToLoRA, corpus: TaskCorpus, name: str, n_desc: int, max_new_tokens: int
+) -> dict[str, list[float]]:
+    """Per-example scores of every method on one task (each description's answers in turn)."""
+    task = corpus.tasks[name]
+    examples = task.examples("test")
+    prompts, refs = [e.prompt for e in examples], [e.response for e in examples]
+    descriptions = list(task.eval_descriptions)[:n_desc]
+    kw = {"max_new_tokens": max_new_tokens, "system": task.system_message}
+
+    def scored(answers: list[str], references: list[str]) -> list[float]:
+        return [score(a, r, task.metric) for a, r in zip(answers, references)]
+
+    out = {"base": scored(model.generate(prompts, None, **kw), refs) * len(descriptions)}
+    with_desc = [description_prompt(d, p) for d in descriptions for p in prompts]
+    out["base_with_description"] = scored(model.generate(with_desc, None, **kw), refs * len(descriptions))
+    lora = model.generate_lora(descriptions)
+    t2l = []
+    for i in range(len(descriptions)):
+        t2l += scored(model.generate(prompts, lora.select(i), **kw), refs)
+    out["t2l"] = t2l
+    return out
+
+
+def training_curve(root: str) -> dict[str, Any]:
+    """Steps, wall time and the loss curve from the CSVLogger files under a Lightning ``default_root_dir``."""
+    rows: list[dict[str, str]] = []
+    for f in sorted(Path(root).glob("lightning_logs/version_*/metrics.csv")):
+        with open(f, newline="") as fh:
+            rows += list(csv.DictReader(fh))
+    curve = [(int(r["step"]), float(r["train/loss"])) for r in rows if r.get("train/loss") not in (None, "")]
+    return {"loss_curve": curve, "steps": max((s for s, _ in curve), default=0) + 1 if curve else 0}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="Text-to-LoRA model dir or shipped name")
+    p.add_argument("--seen", type=int, default=16, help="seen tasks to score (evenly spaced by name)")
+    p.add_argument("--descriptions", type=int, default=2, help="evaluation descriptions per task")
+    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--train-log", default=None, help="Lightning default_root_dir of the training run")
+    p.add_argument("--train-command", default=None, help="the command that trained the model (for the card)")
+    p.add_argument("--recipe", default=None, help="the recipe the model was trained with (for the card)")
+    p.add_argument("--train-wall-s", type=float, default=None, help="training wall time in seconds")
+    p.add_argument("--name", default="t2l_smollm2_builtin")
+    p.add_argument("--out-dir", default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = TextToLoRA.from_pretrained(args.model)
+    corpus = TaskCorpus.load("builtin")
+    groups = {"seen": pick_seen(corpus, args.seen), "held_out": sorted(corpus.held_out_tasks)}
+    per_task: dict[str, dict[str, list[float]]] = {m: {} for m in METHODS}
+    start = time.perf_counter()
+    for group, names in groups.items():
+        for name in names:
+            t0 = time.perf_counter()
+            scores = task_scores(model, corpus, name, args.descriptions, args.max_new_tokens)
+            for m in METHODS:
+                per_task[m][name] = scores[m]
+            shown = "  ".join(f"{m} {sum(v) / len(v):.3f}" for m, v in scores.items())
+            print(f"[{group}] {name}: {shown} ({time.perf_counter() - t0:.1f} s)", flush=True)
+    summary: dict[str, Any] = {}
+    for group, names in groups.items():
+        means = {
+            m: sum(sum(per_task[m][t]) / len(per_task[m][t]) for t in names) / len(names) for m in METHODS
+        }
+        summary[group] = {
+            "tasks": names,
+            "exact_match": means,
+            "t2l_minus": {
+                b: paired_bootstrap(
+                    {t: per_task["t2l"][t] for t in names}, {t: per_task[b][t] for t in names}
+                )
+                for b in ("base", "base_with_description")
+            },
+        }
+    result = {
+        "benchmark": args.name,
+        "model": str(args.model),
+        "command": " ".join(["python", "benchmarks/t2l_shipped_eval.py", *sys.argv[1:]]),
+        "config": {
+            "seen_tasks": len(groups["seen"]),
+            "held_out_tasks": len(groups["held_out"]),
+            "test_examples_per_task": len(corpus.tasks[groups["seen"][0]].examples("test")),
+            "eval_descriptions_per_task": args.descriptions,
+            "max_new_tokens": args.max_new_tokens,
+            "bootstrap": "paired, examples resampled within each task, 2000 draws, 95% percentile interval",
+        },
+        "summary": summary,
+        "per_task_exact_match": {m: {t: sum(v) / len(v) for t, v in per_task[m].items()} for m in METHODS},
+        "eval_wall_s": time.perf_counter() - start,
+    }
+    if args.train_log:
+        result["training"] = {
+            **training_curve(args.train_log),
+            "command": args.train_command,
+            "recipe": args.recipe,
+            "wall_s": args.train_wall_s,
+        }
+    path = write_result(args.name, result, args.out_dir)
+    for group, s in summary.items():
+        em = "  ".join(f"{m} {v:.3f}" for m, v in s["exact_match"].items())
+        print(f"{group}: {em}")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

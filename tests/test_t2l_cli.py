@@ -167,3 +167,16 @@ def test_generate_needs_out_or_input(t2l_dir, capsys):
 def test_generate_missing_model_dir(tmp_path, capsys):
     rc = generate.main(["--model", str(tmp_path / "nope"), "--task", "Sort", "--out", str(tmp_path / "o")])
     assert rc == 2 and "No model directory or shipped model named" in capsys.readouterr().err
+
+
+def test_t2l_checkpoint_written_from_python_names_its_class(t2l_dir, tiny_llama_dir, tmp_path):
+    """A Text-to-LoRA checkpoint saved outside LightningCLI (no ``_class_path`` hparam) still names its class, so
+    ``lora-hyper export`` can rebuild it; frozen base weights are left out."""
+    from lora_hyper.commands.export import checkpoint_class_path
+
+    module = TextToLoRAModule(base_model=str(tiny_llama_dir), rank=4, latent=32, head_in=32)
+    module.configure_model()
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint_class_path(checkpoint) == "lora_hyper.modules.t2l.TextToLoRAModule"
+    assert not any(k.startswith("base_model.") for k in checkpoint["state_dict"])

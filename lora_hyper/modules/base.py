@@ -151,7 +151,9 @@ class HypernetModule(L.LightningModule):
         return prefixes
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Leave frozen weights out: they come back from the base model when the checkpoint loads."""
+        """Record the class path (``lora-hyper export`` dispatches on it, also for modules trained from Python
+        rather than LightningCLI) and leave frozen weights out: they come back from the base model on load."""
+        checkpoint["lora_hyper_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
         state = checkpoint.get("state_dict")
         prefixes = tuple(self._frozen_prefixes())
         if state is None or not prefixes:

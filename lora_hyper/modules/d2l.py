@@ -294,11 +294,6 @@ class DocToLoRAModule(HypernetModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._log_all("test", self.losses(batch), batch)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the class path (``lora-hyper export`` dispatches on it) and drop frozen weights."""
-        checkpoint["lora_hyper_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
-        super().on_save_checkpoint(checkpoint)
-
     # ------------------------------------------------------------------ inference API (used by callbacks)
     def _precision_context(self):
         """The trainer's forward precision (e.g. bf16 autocast, which FSDP mixed precision needs) when attached."""

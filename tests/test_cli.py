@@ -51,9 +51,21 @@ def test_print_config_interpolation_follows_overrides(recipe, capsys):
     assert cfg["data"]["init_args"]["n"] == 16  # the override reached the interpolated value
 
 
-@pytest.mark.parametrize("command", ["fit", "validate", "test", "predict"])
-def test_trainer_commands_run(recipe, command):
-    main([command, "--config", str(recipe)])
+@pytest.mark.parametrize(
+    ("command", "metric"),
+    [("fit", "train_loss"), ("validate", "val_loss"), ("test", "test_loss"), ("predict", "n_predicted")],
+)
+def test_trainer_commands_run(recipe, command, metric):
+    from helpers.toy import ToyRegression
+
+    ToyRegression.RUNS.clear()
+    assert main([command, "--config", str(recipe)]) == 0
+    (stage, step, metrics), *_ = ToyRegression.RUNS
+    assert stage == command and len(ToyRegression.RUNS) == 1
+    assert step == (4 if command == "fit" else 0)  # fit ran max_steps; the others train nothing
+    assert metric in metrics and metrics[metric] == metrics[metric]  # present and not NaN
+    if command == "predict":
+        assert metrics["n_predicted"] == 4  # the ToyData rows (n = hidden = 4)
 
 
 def test_unknown_key_is_rejected(recipe, capsys):

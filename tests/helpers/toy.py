@@ -8,15 +8,19 @@ from torch.utils.data import DataLoader, TensorDataset
 
 
 class ToyRegression(L.LightningModule):
-    """Fits y = 3x + 1 with one linear layer.
+    """Fits y = 3x + 1 with one linear layer; every finished stage appends ``(stage, global_step, metrics)`` to
+    :attr:`RUNS` so CLI tests can assert what ran.
 
     Args:
         hidden: width of the hidden layer.
         lr: SGD learning rate.
     """
 
+    RUNS: list[tuple[str, int, dict[str, float]]] = []
+
     def __init__(self, hidden: int = 4, lr: float = 0.1) -> None:
         super().__init__()
+        self.n_predicted = 0
         self.save_hyperparameters()
         self.net = torch.nn.Sequential(torch.nn.Linear(1, hidden), torch.nn.Linear(hidden, 1))
 
@@ -36,7 +40,27 @@ class ToyRegression(L.LightningModule):
         self.log("test_loss", self._loss(batch))
 
     def predict_step(self, batch, batch_idx):
+        self.n_predicted += len(batch[0])
         return self.net(batch[0])
+
+    def _record(self, stage: str) -> None:
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()}
+        if stage == "predict":
+            metrics["n_predicted"] = float(self.n_predicted)
+        ToyRegression.RUNS.append((stage, self.trainer.global_step, metrics))
+
+    def on_train_end(self) -> None:
+        self._record("fit")
+
+    def on_validation_end(self) -> None:
+        if not self.trainer.sanity_checking and self.trainer.state.fn == "validate":
+            self._record("validate")
+
+    def on_test_end(self) -> None:
+        self._record("test")
+
+    def on_predict_end(self) -> None:
+        self._record("predict")
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)

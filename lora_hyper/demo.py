@@ -1,5 +1,6 @@
-"""``make demo``: the shipped Doc-to-LoRA internalizes a document and answers without it (``--train``: train the
-quickstart recipe on CPU first, as a 12-minute pipeline demo)."""
+"""``make demo``: the shipped Doc-to-LoRA internalizes a document and answers without it, and the shipped
+Text-to-LoRA turns task descriptions into adapters (``--train``: train the quickstart recipe on CPU first, as a
+12-minute pipeline demo)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
 SHIPPED = "d2l-smollm2-niah"
+SHIPPED_T2L = "t2l-smollm2-builtin"
+# Descriptions written for the demo (in no corpus), each with inputs and the answers a correct adapter gives.
+T2L_DEMO = [
+    ("Put the words in alphabetical order.", ["pear apple mango", "zebra cat moon dog"], ["apple mango pear", "cat dog moon zebra"]),
+    ("Write the text in capital letters.", ["good morning", "hello world"], ["GOOD MORNING", "HELLO WORLD"]),
+    ("Which number is the largest? Reply with that number.", ["4 17 9 12", "55 3 71 20"], ["17", "71"]),
+]  # fmt: skip
 DEMO_BINS = [1024, 4096, 16384]  # 16K is twice SmolLM2's 8K native window
 
 
@@ -100,6 +108,30 @@ def run(
     }
 
 
+def text_to_lora_demo(model: str = SHIPPED_T2L) -> list[dict[str, object]]:
+    """The shipped Text-to-LoRA: each demo description -> one adapter -> answers, beside the base model's."""
+    from lora_hyper.text_to_lora import TextToLoRA
+
+    print(f"[demo] Text-to-LoRA {model}: a task description in, an adapter out, answers with it", flush=True)
+    t2l = TextToLoRA.from_pretrained(model)
+    rows = []
+    for description, inputs, expected in T2L_DEMO:
+        t0 = time.perf_counter()
+        lora = t2l.generate_lora(description)
+        seconds = time.perf_counter() - t0
+        rows.append(
+            {
+                "description": description,
+                "inputs": inputs,
+                "expected": expected,
+                "answers": t2l.generate(inputs, lora, max_new_tokens=16),
+                "base": t2l.generate(inputs, None, max_new_tokens=16),
+                "adapter_seconds": seconds,
+            }
+        )
+    return rows
+
+
 def train_and_export(out: Path, max_steps: int | None) -> tuple[Path, float]:
     """Train the quickstart recipe on CPU and export its last checkpoint; returns (model dir, seconds)."""
     from lora_hyper.cli import main as cli
@@ -147,6 +179,13 @@ def summary(r: dict) -> str:
     )
     lines.append(f"model dir:       {r['model_dir']}")
     lines.append(f"PEFT adapter:    {r['adapter_dir']}  (peft.PeftModel.from_pretrained(base, dir))")
+    if r.get("t2l"):
+        lines += ["=" * 72, f"Text-to-LoRA demo ({SHIPPED_T2L}; descriptions it never saw)", "=" * 72]
+        for row in r["t2l"]:
+            lines.append(f"task: {row['description']}  (adapter in {row['adapter_seconds']:.2f} s)")
+            for x, a, e, b in zip(row["inputs"], row["answers"], row["expected"], row["base"]):
+                mark = "ok" if " ".join(a.split()).rstrip(".") == e else "x "
+                lines.append(f"  [{mark}] {x!r:24} -> {a!r}  (expected {e!r}; base model: {b!r})")
     return "\n".join(lines)
 
 
@@ -162,7 +201,12 @@ def main(argv: list[str] | None = None) -> int:
         "--train", action="store_true", help="train the quickstart recipe on CPU (~12 minutes) instead"
     )
     args = parser.parse_args(argv)
-    print(summary(run(Path(args.out), args.max_steps, args.model, args.train)))
+    result = run(Path(args.out), args.max_steps, args.model, args.train)
+    from lora_hyper.pretrained import shipped_models
+
+    if SHIPPED_T2L in shipped_models():
+        result["t2l"] = text_to_lora_demo()
+    print(summary(result))
     return 0
 
 

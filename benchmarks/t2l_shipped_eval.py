@@ -22,21 +22,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
-from t2l_report import paired_bootstrap  # noqa: E402
+from t2l_report import paired_bootstrap, pick_seen  # noqa: E402
 
 from lora_hyper.data_modules.task_corpus import TaskCorpus, score  # noqa: E402
 from lora_hyper.data_modules.task_sampler import description_prompt  # noqa: E402
 from lora_hyper.text_to_lora import TextToLoRA  # noqa: E402
 
 METHODS = ("base", "base_with_description", "t2l")
-
-
-def pick_seen(corpus: TaskCorpus, n: int) -> list[str]:
-    """``n`` seen tasks evenly spaced over the sorted names (deterministic; all of them when ``n`` >= their count)."""
-    seen = [t for t in sorted(corpus.tasks) if t not in set(corpus.held_out_tasks)]
-    if n >= len(seen):
-        return seen
-    return [seen[round(i * (len(seen) - 1) / max(n - 1, 1))] for i in range(n)]
 
 
 def task_scores(

@@ -1,25 +1,35 @@
-"""Text-to-LoRA zero-shot benchmark: adapters from unseen descriptions against prompting, multi-task and oracle LoRAs.
+"""Text-to-LoRA zero-shot benchmark, fair version (issue 10): matched training budgets, every test example, intervals.
 
-    python benchmarks/t2l_zero_shot.py --quick       # 2 CPU cores, <= 20 min: few steps, 8 examples per task
-    python benchmarks/t2l_zero_shot.py --cpu-long    # 2 CPU cores, 45-80 min: a few hundred steps per method
-    python benchmarks/t2l_zero_shot.py               # one GPU (bf16-mixed), <= 4 min with model loading
-    python benchmarks/t2l_zero_shot.py --smoke --out-dir /tmp/t2l_smoke   # the full-size code path, tiny, on CPU
+    python benchmarks/t2l_zero_shot.py               # one GPU (bf16-mixed): 92 seen tasks, 200 examples each
+    python benchmarks/t2l_zero_shot.py --cpu-long    # 2 CPU cores: 92 seen tasks, 150 examples each (many hours)
+    python benchmarks/t2l_zero_shot.py --quick       # 2 CPU cores: 16 seen tasks, 40 examples each
+    python benchmarks/t2l_zero_shot.py --smoke --out-dir /tmp/t2l_smoke   # the same code path, tiny, on CPU
 
-On the built-in task corpus with SmolLM2-135M-Instruct, in one process with lightning Trainers: oracle LoRAs
-(one per training task, one LoRAFinetuneModule run), a multi-task LoRA, Text-to-LoRA by SFT (heads L, M, S) and
-by reconstruction of the oracle library. Held-out tasks are never trained on; evaluation descriptions are never
-trained on. Scores come from ``ZeroShotTaskEvaluation`` (plus a 3-shot prompting baseline through its
-``score_prompts``); costs from ``t2l_costs``. Writes ``benchmarks/results/t2l_zero_shot[_quick].json`` and a PNG.
+Built-in task corpus, SmolLM2-135M-Instruct, one process, lightning Trainers. Every method that trains on task
+examples (per-task oracle LoRAs, a bare multi-task LoRA, a description-aware multi-task LoRA, Text-to-LoRA by SFT)
+draws its batches from the same sampler with the same seed, tasks per batch and examples per task, for
+``max_steps = matched_steps(examples_per_seen_task, ...)`` steps: every seen task gets the same examples (the exact
+same rows, in fact) under every method, by construction. Text-to-LoRA by reconstruction learns the oracle library;
+"SFT from reconstruction" starts SFT from the reconstruction hypernetwork's weights. Held-out tasks are never
+trained on; T2L adapters, "base + description" and the description-aware multi-task LoRA use evaluation
+descriptions that training never saw. Every method is scored on all 40 test examples of every evaluated task
+(exact match of greedy answers, and the teacher-forced, unsmoothed cross-entropy of the reference answer in the
+prompt format the method is evaluated with); description-dependent methods average over the descriptions per
+example, and paired bootstrap 95% intervals of every T2L method minus every baseline resample examples within
+tasks. ``targets`` in the JSON are issue 10's two targets. Writes ``benchmarks/results/t2l_zero_shot[_size].json``
+and a PNG.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -29,81 +39,100 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 from t2l_costs import adapter_cost, few_shot_prompt, prompt_cost  # noqa: E402
-from t2l_report import group_means, plot, summary_table, targets  # noqa: E402
+from t2l_report import (  # noqa: E402
+    BASELINES,
+    answer_ce,
+    compare,
+    comparison_table,
+    count_summary,
+    evenly_spaced,
+    expected_examples_per_task,
+    group_means,
+    matched_steps,
+    plot,
+    summary_table,
+    targets,
+    task_means,
+)
 
-from lora_hyper.callbacks.zero_shot import ZeroShotTaskEvaluation  # noqa: E402
 from lora_hyper.data_modules.lora_library import LoRALibraryDataModule  # noqa: E402
-from lora_hyper.data_modules.task_sampler import TaskCorpusDataModule  # noqa: E402
+from lora_hyper.data_modules.task_corpus import TaskCorpus, score  # noqa: E402
+from lora_hyper.data_modules.task_sampler import TaskCorpusDataModule, description_prompt  # noqa: E402
+from lora_hyper.generation import generate_answers  # noqa: E402
+from lora_hyper.lora import LoRABatch, load_peft  # noqa: E402
 from lora_hyper.modules.finetune import LoRAFinetuneModule  # noqa: E402
 from lora_hyper.modules.t2l import TextToLoRAModule  # noqa: E402
 from lora_hyper.task_encoder import BASE_ENCODER, DEFAULT_ENCODER, packaged_minilm_dir  # noqa: E402
 
 BASE = "smollm2-135m-instruct"
 SHOTS = 3
-HEADS = ("L", "M", "S")
-T2L_KEYS = [f"t2l_sft_{h}" for h in HEADS] + ["t2l_recon_L"]
+N_EVAL_DESCRIPTIONS = (
+    5  # descriptions per task the corpus keeps out of training (TaskCorpusDataModule's default)
+)
+EXAMPLE_TRAINED = ("oracle", "multitask", "multitask_with_description")
+FROM_RECON = "t2l_sft_from_recon_L"
 
-
-def _run(steps: int, seconds: float, tpb: int, ex: int, lr: float) -> dict[str, Any]:
-    return {
-        "max_steps": steps,
-        "max_seconds": seconds,
-        "tasks_per_batch": tpb,
-        "examples_per_task": ex,
-        "lr": lr,
-    }
-
-
+# batch: tasks per batch and examples per task of every example-trained method (identical batches);
+# lr: peak learning rate per method; recon: the reconstruction run (no task examples, it learns the oracles).
 SIZES: dict[str, dict[str, Any]] = {
-    "quick": {
-        "n_seen_eval": 4, "n_held_out_eval": 8, "examples_per_task": 8, "n_descriptions": 1,
-        "oracle_tasks": "seen_eval", "max_length": 96, "time_budget_s": 1020, "latent": 128, "head_in": 256,
-        "oracle": _run(60, 110, 4, 2, 3e-3), "multitask": _run(40, 50, 4, 1, 1e-3),
-        "sft": _run(60, 90, 4, 1, 1e-3), "recon": _run(200, 30, 4, 1, 1e-3),
+    "full": {
+        "examples_per_seen_task": 200, "n_train_tasks": None, "n_seen_eval": 16, "n_held_out_eval": 8,
+        "test_examples_per_task": None, "n_descriptions": 2, "sft_heads": ["L", "M", "S"], "sft_from_recon": True,
+        "batch": {"tasks_per_batch": 32, "examples_per_task": 2},
+        "lr": {"oracle": 2e-3, "multitask": 1e-3, "sft": 1e-3},
+        "recon": {"max_steps": 3000, "tasks_per_batch": 16, "lr": 1e-3},
+        "max_length": 128, "time_budget_s": 1800, "latent": 128, "head_in": 256,
     },
     "cpu": {
-        "n_seen_eval": 4, "n_held_out_eval": 8, "examples_per_task": 8, "n_descriptions": 1,
-        "oracle_tasks": "seen_eval", "max_length": 96, "time_budget_s": 4800, "latent": 128, "head_in": 256,
-        "oracle": _run(150, 600, 4, 2, 3e-3), "multitask": _run(250, 600, 4, 1, 1e-3),
-        "sft": _run(250, 600, 4, 1, 1e-3), "recon": _run(200, 240, 4, 1, 1e-3),
+        "examples_per_seen_task": 150, "n_train_tasks": None, "n_seen_eval": 8, "n_held_out_eval": 8,
+        "test_examples_per_task": None, "n_descriptions": 2, "sft_heads": ["L"], "sft_from_recon": True,
+        "batch": {"tasks_per_batch": 8, "examples_per_task": 2},
+        "lr": {"oracle": 3e-3, "multitask": 1e-3, "sft": 1e-3},
+        "recon": {"max_steps": 1000, "tasks_per_batch": 16, "lr": 3e-3},
+        "max_length": 128, "time_budget_s": 36000, "latent": 128, "head_in": 256,
     },
-    "full": {
-        "n_seen_eval": 12, "n_held_out_eval": 8, "examples_per_task": 24, "n_descriptions": 2,
-        "oracle_tasks": "all", "max_length": 128, "time_budget_s": 225, "latent": 128, "head_in": 256,
-        "oracle": _run(600, 25, 32, 4, 2e-3), "multitask": _run(600, 12, 32, 2, 1e-3),
-        "sft": _run(800, 20, 32, 2, 5e-4), "recon": _run(3000, 10, 16, 1, 1e-3),
+    "quick": {
+        "examples_per_seen_task": 40, "n_train_tasks": 16, "n_seen_eval": 4, "n_held_out_eval": 8,
+        "test_examples_per_task": None, "n_descriptions": 2, "sft_heads": ["L"], "sft_from_recon": True,
+        "batch": {"tasks_per_batch": 8, "examples_per_task": 2},
+        "lr": {"oracle": 3e-3, "multitask": 1e-3, "sft": 1e-3},
+        "recon": {"max_steps": 300, "tasks_per_batch": 8, "lr": 3e-3},
+        "max_length": 128, "time_budget_s": 5400, "latent": 128, "head_in": 256,
     },
     "smoke": {
-        "n_seen_eval": 2, "n_held_out_eval": 2, "examples_per_task": 2, "n_descriptions": 2,
-        "oracle_tasks": "all", "max_length": 64, "time_budget_s": 3600, "latent": 32, "head_in": 32,
-        "oracle": _run(2, 600, 8, 1, 2e-3), "multitask": _run(2, 600, 4, 1, 1e-3),
-        "sft": _run(2, 600, 4, 1, 5e-4), "recon": _run(2, 600, 4, 1, 1e-3),
+        "examples_per_seen_task": 2, "n_train_tasks": 4, "n_seen_eval": 2, "n_held_out_eval": 2,
+        "test_examples_per_task": 4, "n_descriptions": 2, "sft_heads": ["L"], "sft_from_recon": True,
+        "batch": {"tasks_per_batch": 4, "examples_per_task": 1},
+        "lr": {"oracle": 2e-3, "multitask": 1e-3, "sft": 1e-3},
+        "recon": {"max_steps": 2, "tasks_per_batch": 4, "lr": 1e-3},
+        "max_length": 128, "time_budget_s": 3600, "latent": 32, "head_in": 32,
     },
 }  # fmt: skip
 
 
+def training_steps(cfg: dict[str, Any], n_train_tasks: int) -> int:
+    """Steps of every example-trained method: ``examples_per_seen_task`` examples per training task."""
+    b = cfg["batch"]
+    return matched_steps(
+        cfg["examples_per_seen_task"], n_train_tasks, b["tasks_per_batch"], b["examples_per_task"]
+    )
+
+
 class LossCurve(L.Callback):
-    """Training loss (and wall time) at every optimizer step."""
+    """Training loss at every optimizer step: the unsmoothed CE (``train/ce``) when the module logs it."""
 
     def __init__(self) -> None:
         self.points: list[list[float]] = []
         self.t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, *args: Any) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        loss = trainer.callback_metrics.get("train/ce")
+        if loss is None:
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None:
-            self.points.append([trainer.global_step, float(loss), round(time.perf_counter() - self.t0, 3)])
-
-
-class BenchmarkZeroShot(ZeroShotTaskEvaluation):
-    """The callback's evaluation on a fixed choice of seen and held-out tasks (not the first ``max_tasks``)."""
-
-    def __init__(self, seen: list[str], held_out: list[str], **kwargs: Any) -> None:
-        super().__init__(every_n_steps=0, corpus="builtin", **kwargs)
-        self.seen, self.held = list(seen), list(held_out)
-
-    def task_groups(self, corpus: Any) -> dict[str, list[str]]:
-        return {"seen": list(self.seen), "held_out": list(self.held)}
+            self.points.append(
+                [trainer.global_step, round(float(loss), 5), round(time.perf_counter() - self.t0, 2)]
+            )
 
 
 def resolve_encoder(requested: str) -> tuple[str, str | None]:
@@ -125,10 +154,12 @@ def resolve_encoder(requested: str) -> tuple[str, str | None]:
 
 
 class Bench:
-    """One benchmark run: trains every method in turn under one wall-clock budget and collects the results."""
+    """One benchmark run: trains every method in turn under one wall-clock budget and scores them all."""
 
     def __init__(self, args: argparse.Namespace, size: str) -> None:
-        self.args, self.size, self.cfg = args, size, SIZES[size]
+        self.args, self.size, self.cfg = args, size, copy.deepcopy(SIZES[size])
+        if args.examples_per_seen_task is not None:
+            self.cfg["examples_per_seen_task"] = int(args.examples_per_seen_task)
         self.t_start = time.perf_counter()
         self.gpu = torch.cuda.is_available() and not args.cpu
         self.device = torch.device("cuda" if self.gpu else "cpu")
@@ -136,23 +167,67 @@ class Bench:
         self.encoder, self.encoder_note = resolve_encoder(args.task_encoder)
         self.work = Path(args.work_dir or tempfile.mkdtemp(prefix="t2l_bench_"))
         self.name = "t2l_zero_shot" + ("" if size == "full" else f"_{size}")
+        self.t2l_keys = (
+            ["t2l_recon_L"]
+            + [f"t2l_sft_{h}" for h in self.cfg["sft_heads"]]
+            + ([FROM_RECON] if self.cfg["sft_from_recon"] else [])
+        )
         self.runs: dict[str, dict[str, Any]] = {}
-        self.scores: dict[str, dict[str, float]] = {}
+        self.per_example: dict[str, dict[str, dict[str, list[float]]]] = {"exact_match": {}, "ce": {}}
         self.costs: dict[str, Any] = {}
         self.skipped: dict[str, str] = {}
         self.eval_seconds: dict[str, float] = {}
+        self.answers_done = 0
+        self.eval_wall = 0.0
+        self.recon_state: dict[str, torch.Tensor] | None = None
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t_start
 
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        from lora_hyper.base_model import load_base_model
+
+        cfg = self.cfg
+        self.corpus = TaskCorpus.load("builtin", None, N_EVAL_DESCRIPTIONS, self.args.seed)
+        seen_all = self.corpus.train_tasks
+        seen_eval = evenly_spaced(seen_all, cfg["n_seen_eval"])
+        n_pool = cfg["n_train_tasks"] or len(seen_all)
+        rest = evenly_spaced([t for t in seen_all if t not in seen_eval], max(n_pool - len(seen_eval), 0))
+        self.pool = sorted(seen_eval + rest)
+        held = sorted(self.corpus.held_out_tasks)[: cfg["n_held_out_eval"]]
+        self.groups = {"seen": seen_eval, "held_out": held}
+        self.steps = training_steps(cfg, len(self.pool))
+        n_test = cfg["test_examples_per_task"]
+        self.examples = {n: self.corpus.tasks[n].examples("test")[:n_test] for n in seen_eval + held}
+        self.descriptions: dict[str, list[str]] = {}
+        for name in seen_eval + held:
+            task = self.corpus.tasks[name]
+            chosen = list(task.eval_descriptions)[: cfg["n_descriptions"]]
+            leaked = set(chosen) & set(task.train_descriptions)
+            if len(chosen) < cfg["n_descriptions"] or leaked:
+                raise SystemExit(
+                    f"Task {name}: evaluation descriptions {chosen} are too few or were trained on."
+                )
+            self.descriptions[name] = chosen
+        self.eval_model, self.tokenizer = load_base_model(BASE, device=self.device)
+        longest = max(
+            len(self.tokenizer(e.response)["input_ids"]) for ex in self.examples.values() for e in ex
+        )
+        self.max_new_tokens = longest + 2
+
     # ------------------------------------------------------------------ training
-    def fit(
-        self, key: str, module: L.LightningModule, data: L.LightningDataModule, run: dict[str, Any]
-    ) -> bool:
-        """Train ``module`` within its share of the budget; False (and a note) when no time is left for it."""
-        left = sum(1 for k in T2L_KEYS if k not in self.runs and k not in self.skipped)
-        reserve = self.eval_estimate() * (left + (0 if self.scores else 5)) + 10.0
-        seconds = min(run["max_seconds"], self.budget - self.elapsed() - reserve)
+    def train_weight(self, key: str) -> float:
+        return 0.2 if key == "t2l_recon_L" else 1.0
+
+    def planned(self) -> list[str]:
+        return list(EXAMPLE_TRAINED) + self.t2l_keys
+
+    def fit(self, key: str, module: L.LightningModule, data: L.LightningDataModule, max_steps: int) -> bool:
+        """Train ``module`` for ``max_steps`` within its share of the budget; False (and a note) when no time is left."""
+        left = [k for k in self.planned() if k not in self.runs and k not in self.skipped]
+        share = self.train_weight(key) / sum(self.train_weight(k) for k in left)
+        seconds = (self.budget - self.elapsed() - self.eval_reserve() - 10.0) * share
         if seconds < 3.0:
             self.skipped[key] = (
                 f"no time left in the {self.budget:.0f}s budget (elapsed {self.elapsed():.0f}s)"
@@ -163,7 +238,7 @@ class Bench:
         trainer = L.Trainer(
             accelerator="gpu" if self.gpu else "cpu", devices=1,
             precision="bf16-mixed" if self.gpu else "32-true",
-            max_steps=run["max_steps"], max_time={"seconds": seconds}, gradient_clip_val=1.0,
+            max_steps=max_steps, max_time={"seconds": seconds}, gradient_clip_val=1.0,
             logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
             num_sanity_val_steps=0, limit_val_batches=0, callbacks=[curve],
             default_root_dir=str(self.work / "trainer"),
@@ -173,78 +248,256 @@ class Bench:
         wall = time.perf_counter() - t0
         losses = [p[1] for p in curve.points]
         self.runs[key] = {
-            **run, "time_cap_s": round(seconds, 1), "steps": trainer.global_step, "wall_s": round(wall, 2),
-            "stopped_by": "max_steps" if trainer.global_step >= run["max_steps"] else "time_cap",
+            "max_steps": max_steps, "time_cap_s": round(seconds, 1), "steps": trainer.global_step,
+            "wall_s": round(wall, 2),
+            "stopped_by": "max_steps" if trainer.global_step >= max_steps else "time_cap",
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+            "last_10_mean_loss": sum(losses[-10:]) / len(losses[-10:]) if losses else None,
             "curve": curve.points,
         }  # fmt: skip
+        if isinstance(data, TaskCorpusDataModule):
+            self.runs[key].update(self.realised(data, trainer.global_step))
         print(
-            f"[t2l] {key}: {trainer.global_step} steps in {wall:.1f}s, loss {losses[:1]} -> {losses[-1:]}",
+            f"[t2l] {key}: {trainer.global_step}/{max_steps} steps in {wall:.1f}s, loss "
+            f"{losses[:1]} -> {losses[-1:]}",
             flush=True,
         )
         return True
 
-    def data(self, run: dict[str, Any], tasks: list[str] | None = None) -> TaskCorpusDataModule:
+    def realised(self, data: TaskCorpusDataModule, steps: int) -> dict[str, Any]:
+        """Training examples each task got, replaying the sampler's first ``steps`` batches (they are pure)."""
+        dataset = data.train_dataset()
+        counts: Counter[str] = Counter()
+        for i in range(steps):
+            counts.update(task.name for task, _, _, _ in dataset.draw(i))
+        b = self.cfg["batch"]
+        return {
+            "tasks_per_batch": b["tasks_per_batch"],
+            "examples_per_task_per_batch": b["examples_per_task"],
+            "n_train_tasks": len(self.pool),
+            "examples_per_seen_task_target": self.cfg["examples_per_seen_task"],
+            "examples_per_seen_task_expected": expected_examples_per_task(
+                steps, len(self.pool), b["tasks_per_batch"], b["examples_per_task"]
+            ),
+            "examples_per_seen_task_realised": count_summary(counts, self.pool),
+            "examples_per_evaluated_seen_task": {t: counts.get(t, 0) for t in self.groups["seen"]},
+            "examples_per_task_all": dict(sorted(counts.items())),
+        }
+
+    def identical_batches(self) -> bool | None:
+        """Whether every example-trained run saw exactly the same examples per task (None: fewer than two runs)."""
+        rows = [r["examples_per_task_all"] for r in self.runs.values() if "examples_per_task_all" in r]
+        return None if len(rows) < 2 else all(r == rows[0] for r in rows)
+
+    def data(self, description_in_prompt: bool = False) -> TaskCorpusDataModule:
+        b = self.cfg["batch"]
         return TaskCorpusDataModule(
-            BASE, tasks=tasks, tasks_per_batch=run["tasks_per_batch"], examples_per_task=run["examples_per_task"],
-            steps_per_epoch=run["max_steps"], max_length=self.cfg["max_length"], seed=self.args.seed,
+            BASE, tasks=list(self.pool), tasks_per_batch=b["tasks_per_batch"],
+            examples_per_task=b["examples_per_task"], steps_per_epoch=self.steps,
+            description_in_prompt=description_in_prompt, max_length=self.cfg["max_length"],
+            n_eval_descriptions=N_EVAL_DESCRIPTIONS, seed=self.args.seed,
         )  # fmt: skip
 
-    def t2l_module(self, head: str, objective: str, lr: float) -> TextToLoRAModule:
+    def t2l_module(self, head: str, objective: str, lr: float, from_recon: bool = False) -> TextToLoRAModule:
         L.seed_everything(self.args.seed)
-        extra = {"zscore": True, "reconstruction_mode": "factors"} if objective == "reconstruction" else {}
+        extra: dict[str, Any] = {}
+        if objective == "reconstruction" or from_recon:
+            # z-scored outputs and head_multiplier 1.0, as reconstruction: SFT from its weights starts at its adapters
+            extra = {"zscore": True, "head_multiplier": 1.0}
+        if objective == "reconstruction":
+            extra["reconstruction_mode"] = "factors"
         return TextToLoRAModule(
             BASE, head_size=head, latent=self.cfg["latent"], head_in=self.cfg["head_in"], task_encoder=self.encoder,
-            objective=objective, neftune_alpha=5.0 if objective == "sft" else 0.0, lr=lr, warmup=0.1,
-            schedule="cosine", **extra,
+            objective=objective, label_smoothing=0.0, neftune_alpha=0.0, lr=lr, warmup=0.1, schedule="cosine",
+            **extra,
         )  # fmt: skip
 
+    def train_baselines(self) -> None:
+        for key, mode, in_prompt, lr in (
+            ("oracle", "per_task", False, self.cfg["lr"]["oracle"]),
+            ("multitask", "multitask", False, self.cfg["lr"]["multitask"]),
+            ("multitask_with_description", "multitask", True, self.cfg["lr"]["multitask"]),
+        ):
+            L.seed_everything(self.args.seed)
+            module = LoRAFinetuneModule(
+                BASE, mode=mode, export_dir=str(self.work / key), lr=lr, warmup=0.1, schedule="cosine"
+            )
+            if self.fit(key, module, self.data(in_prompt), self.steps):
+                self.runs[key]["lr"] = lr
+                self.runs[key]["description_in_prompt"] = in_prompt
+            del module
+            gc.collect()
+
+    def train_t2l(self) -> None:
+        for key in self.t2l_keys:
+            head = key.rsplit("_", 1)[-1]
+            if key == "t2l_recon_L":
+                if not (self.work / "oracle").is_dir():
+                    self.skipped[key] = "no oracle library was written"
+                    continue
+                run = self.cfg["recon"]
+                module = self.t2l_module(head, "reconstruction", run["lr"])
+                data: L.LightningDataModule = LoRALibraryDataModule(
+                    str(self.work / "oracle"), corpus="builtin", tasks_per_batch=run["tasks_per_batch"],
+                    steps_per_epoch=run["max_steps"], seed=self.args.seed,
+                )  # fmt: skip
+                ok = self.fit(key, module, data, run["max_steps"])
+                if ok:
+                    self.runs[key].update(
+                        lr=run["lr"], tasks_per_batch=run["tasks_per_batch"], library_tasks=len(self.pool),
+                        note="reconstructs the oracle library (oracles trained on the matched example budget)",
+                    )  # fmt: skip
+                    self.recon_state = {
+                        k: v.detach().cpu().clone() for k, v in module.hypernet.state_dict().items()
+                    }
+            else:
+                from_recon = key == FROM_RECON
+                if from_recon and self.recon_state is None:
+                    self.skipped[key] = "no reconstruction hypernetwork to start from"
+                    continue
+                lr = self.cfg["lr"]["sft"]
+                module = self.t2l_module(head, "sft", lr, from_recon=from_recon)
+                if from_recon and not self.load_recon(key, module):
+                    del module
+                    continue
+                data = self.data()
+                ok = self.fit(key, module, data, self.steps)
+                if ok:
+                    self.runs[key].update(lr=lr, label_smoothing=0.0, neftune_alpha=0.0)
+            if ok:
+                self.evaluate_t2l(key, module)
+                self.write(complete=False)
+            del module, data
+            gc.collect()
+            if self.gpu:
+                torch.cuda.empty_cache()
+
+    def load_recon(self, key: str, module: TextToLoRAModule) -> bool:
+        """Copy the reconstruction hypernetwork into a fresh SFT module (False, with a note, if shapes differ)."""
+        module.configure_model()
+        own = module.hypernet.state_dict()
+        state = self.recon_state or {}
+        mismatch = sorted(set(own) ^ set(state)) + [
+            k for k in own if k in state and own[k].shape != state[k].shape
+        ]
+        if mismatch:
+            self.skipped[key] = f"reconstruction and SFT hypernetworks differ ({mismatch[:4]})"
+            return False
+        module.hypernet.load_state_dict(state)
+        return True
+
     # ------------------------------------------------------------------ evaluation
-    def eval_estimate(self) -> float:
-        """Seconds one more T2L evaluation will take (measured on the first one; a guess before it)."""
-        per_call = self.eval_seconds.get("per_call", 0.5 if self.gpu else 4.0)
-        return per_call * (len(self.groups["seen"]) + len(self.groups["held_out"]))
+    def answers_per_task(self, methods: list[str], name: str) -> int:
+        n, d = len(self.examples[name]), len(self.descriptions[name])
+        per = {"base": 1, "base_with_description": d, "base_3shot": 1, "multitask": 1,
+               "multitask_with_description": d, "oracle": 1 if name in self.groups["seen"] else 0}  # fmt: skip
+        return n * sum(per.get(m, d) for m in methods)
 
-    def evaluate(self, key: str, module: TextToLoRAModule) -> None:
-        """T2L scores of ``module`` (and, on the first call, every baseline incl. 3-shot) via the callback."""
-        module.eval()
-        first = not self.scores
+    def eval_reserve(self) -> float:
+        """Seconds the evaluations still to come will take (measured rate; a guess before the first one)."""
+        rate = self.eval_wall / self.answers_done if self.answers_done else (0.02 if self.gpu else 0.25)
+        todo = [
+            k for k in self.t2l_keys if k not in self.per_example["exact_match"] and k not in self.skipped
+        ]
+        if "base" not in self.per_example["exact_match"]:
+            todo += list(BASELINES)
+        names = self.groups["seen"] + self.groups["held_out"]
+        return rate * sum(self.answers_per_task(todo, n) for n in names)
+
+    def score_conditions(
+        self, name: str, conditions: list[tuple[list[str], LoRABatch | None]]
+    ) -> tuple[list[float], list[float]]:
+        """Per-example exact match and answer CE, averaged over the conditions (e.g. descriptions)."""
+        task, refs = self.corpus.tasks[name], [e.response for e in self.examples[name]]
+        em = [0.0] * len(refs)
+        ce = [0.0] * len(refs)
+        for prompts, lora in conditions:
+            answers = generate_answers(
+                self.eval_model, self.tokenizer, prompts, lora, self.max_new_tokens,
+                system=task.system_message, share_adapters=lora is not None,
+            )  # fmt: skip
+            losses = answer_ce(self.eval_model, self.tokenizer, prompts, refs, task.system_message, lora)
+            for i, (a, r) in enumerate(zip(answers, refs)):
+                em[i] += score(a, r, task.metric) / len(conditions)
+                ce[i] += losses[i] / len(conditions)
+            self.answers_done += len(prompts)
+        return em, [round(v, 5) for v in ce]
+
+    def record(self, method: str, name: str, em: list[float], ce: list[float]) -> None:
+        self.per_example["exact_match"].setdefault(method, {})[name] = em
+        self.per_example["ce"].setdefault(method, {})[name] = ce
+
+    def evaluate_baselines(self) -> None:
+        """Base, base + description, base + 3 examples, both multi-task LoRAs and the oracles on every task."""
         t0 = time.perf_counter()
-        results = self.cb.evaluate(module, self.corpus)
-        self.scores[key] = results.pop("t2l")
-        if first:
-            self.scores.update(results)
-            self.scores["base_3shot"] = self.three_shot(module)
-        wall = time.perf_counter() - t0
-        self.eval_seconds[key] = round(wall, 2)
-        n_tasks = len(self.groups["seen"]) + len(self.groups["held_out"])
-        # generate() calls: T2L per task; first time also base, description, 3-shot, multitask, oracle (seen)
-        calls = n_tasks * 5 + len(self.groups["seen"]) if first else n_tasks
-        # the slowest rate seen so far (adapted models often generate to the token limit; CPUs are shared)
-        self.eval_seconds["per_call"] = max(self.eval_seconds.get("per_call", 0.0), wall / max(calls, 1))
-        print(f"[t2l] evaluated {key} in {wall:.1f}s", flush=True)
-
-    def three_shot(self, module: TextToLoRAModule) -> dict[str, float]:
-        """Base model with ``SHOTS`` training examples of the task in the prompt (no description)."""
-        out = {}
+        multitask = {
+            k: load_peft(self.work / k)
+            for k in ("multitask", "multitask_with_description")
+            if (self.work / k).is_dir()
+        }
         for name in self.groups["seen"] + self.groups["held_out"]:
+            t_task = time.perf_counter()
             task = self.corpus.tasks[name]
-            examples = task.examples("test")[: self.cb.examples_per_task]
+            plain = [e.prompt for e in self.examples[name]]
+            described = [[description_prompt(d, p) for p in plain] for d in self.descriptions[name]]
             shots = random.Random(f"{self.args.seed}:shots:{name}").sample(task.examples("train"), SHOTS)
-            prompts = [few_shot_prompt(shots, e.prompt) for e in examples]
-            out[name] = self.cb.score_prompts(module, task, prompts, [e.response for e in examples])
-        return out
+            methods: dict[str, list[tuple[list[str], LoRABatch | None]]] = {
+                "base": [(plain, None)],
+                "base_with_description": [(p, None) for p in described],
+                "base_3shot": [([few_shot_prompt(shots, p) for p in plain], None)],
+            }
+            if "multitask" in multitask:
+                methods["multitask"] = [(plain, multitask["multitask"])]
+            if "multitask_with_description" in multitask:
+                methods["multitask_with_description"] = [
+                    (p, multitask["multitask_with_description"]) for p in described
+                ]
+            oracle_dir = self.work / "oracle" / name
+            if oracle_dir.is_dir():
+                methods["oracle"] = [(plain, load_peft(oracle_dir))]
+            for method, conditions in methods.items():
+                self.record(method, name, *self.score_conditions(name, conditions))
+            shown = "  ".join(
+                f"{m} {sum(v[name]) / len(v[name]):.3f}"
+                for m, v in self.per_example["exact_match"].items()
+                if name in v
+            )
+            print(f"[t2l] baselines {name}: {shown} ({time.perf_counter() - t_task:.1f}s)", flush=True)
+        wall = time.perf_counter() - t0
+        self.eval_wall += wall
+        self.eval_seconds["baselines"] = round(wall, 2)
+        self.write(complete=False)
+
+    def evaluate_t2l(self, key: str, module: TextToLoRAModule) -> None:
+        """Adapters from the evaluation descriptions (no description in the prompt), scored on every task."""
+        module.eval()
+        t0 = time.perf_counter()
+        loras = {n: module.generate_lora(d).to(self.device) for n, d in self.descriptions.items()}
+        if "adapter" not in self.costs:
+            self.measure_costs(module)
+        for name, lora in loras.items():
+            plain = [e.prompt for e in self.examples[name]]
+            conditions = [(plain, lora.select(j)) for j in range(lora.batch_size)]
+            em, ce = self.score_conditions(name, conditions)
+            self.record(key, name, em, ce)
+            print(
+                f"[t2l] {key} {name}: exact match {sum(em) / len(em):.3f}, CE {sum(ce) / len(ce):.3f}",
+                flush=True,
+            )
+        wall = time.perf_counter() - t0
+        self.eval_wall += wall
+        self.eval_seconds[key] = round(wall, 2)
 
     def measure_costs(self, module: TextToLoRAModule) -> None:
         held = [self.corpus.tasks[n] for n in self.groups["held_out"]]
-        descriptions = [d for t in held for d in t.eval_descriptions][:6]
+        descriptions = [d for t in held for d in self.descriptions[t.name]][:6]
         self.costs["adapter"] = adapter_cost(module, descriptions, self.device)
         pairs = []
         for task in held:
             shots = random.Random(f"{self.args.seed}:shots:{task.name}").sample(task.examples("train"), SHOTS)
-            for e in task.examples("test")[:4]:
+            for e in self.examples[task.name][:4]:
                 pairs.append((e.prompt, few_shot_prompt(shots, e.prompt), task.system_message))
-        self.costs["three_shot"] = prompt_cost(module.base_model, module.tokenizer, pairs, self.device)
+        self.costs["three_shot"] = prompt_cost(self.eval_model, self.tokenizer, pairs, self.device)
         a, p = self.costs["adapter"], self.costs["three_shot"]
         self.costs["flops_ratio_3shot_per_query_over_adapter"] = p["extra_flops_per_query_mean"] / a["flops"]
         self.costs["wall_ratio_3shot_per_query_over_adapter"] = (
@@ -252,84 +505,24 @@ class Bench:
         )
         self.costs["queries_to_amortise_adapter"] = a["flops"] / p["extra_flops_per_query_mean"]
 
-    # ------------------------------------------------------------------ phases
-    def setup(self) -> None:
-        from lora_hyper.data_modules.task_corpus import TaskCorpus
-
-        corpus = TaskCorpus.load("builtin")
-        seen = corpus.train_tasks[: self.cfg["n_seen_eval"]]
-        held = sorted(corpus.held_out_tasks)[: self.cfg["n_held_out_eval"]]
-        self.groups = {"seen": seen, "held_out": held}
-        from lora_hyper.base_model import load_tokenizer
-
-        tok = load_tokenizer(BASE)
-        longest = max(
-            len(tok(e.response)["input_ids"]) for n in seen + held for e in corpus.tasks[n].examples("test")
-        )
-        self.max_new_tokens = longest + 2
-        self.cb = BenchmarkZeroShot(
-            seen, held, examples_per_task=self.cfg["examples_per_task"], n_descriptions=self.cfg["n_descriptions"],
-            multitask_adapter=str(self.work / "multitask_lora"), oracle_library=str(self.work / "oracle_library"),
-            max_new_tokens=self.max_new_tokens,
-        )  # fmt: skip
-        self.corpus = self.cb.corpus()
-        self.oracle_tasks = None if self.cfg["oracle_tasks"] == "all" else list(seen)
-
-    def train_baselines(self) -> None:
-        for mode, key, export in (
-            ("per_task", "oracle", "oracle_library"),
-            ("multitask", "multitask", "multitask_lora"),
-        ):
-            run = self.cfg[key]
-            L.seed_everything(self.args.seed)
-            module = LoRAFinetuneModule(
-                BASE,
-                mode=mode,
-                export_dir=str(self.work / export),
-                lr=run["lr"],
-                warmup=0.1,
-                schedule="cosine",
-            )
-            self.fit(key, module, self.data(run, self.oracle_tasks if key == "oracle" else None), run)
-            del module
-            gc.collect()
-
-    def train_t2l(self) -> None:
-        order = [(f"t2l_sft_{h}", h, "sft") for h in HEADS] + [("t2l_recon_L", "L", "reconstruction")]
-        for key, head, objective in order:
-            run = self.cfg["sft" if objective == "sft" else "recon"]
-            if objective == "reconstruction" and not (self.work / "oracle_library").is_dir():
-                self.skipped[key] = "no oracle library was written"
-                continue
-            module = self.t2l_module(head, objective, run["lr"])
-            if objective == "sft":
-                data: L.LightningDataModule = self.data(run)
-            else:
-                data = LoRALibraryDataModule(
-                    str(self.work / "oracle_library"), corpus="builtin", tasks_per_batch=run["tasks_per_batch"],
-                    steps_per_epoch=run["max_steps"], seed=self.args.seed,
-                )  # fmt: skip
-            if not self.fit(key, module, data, run):
-                continue
-            if self.elapsed() + 1.25 * self.eval_estimate() * (6 if not self.scores else 1) > self.budget:
-                self.skipped[key] = "trained, but no time left to evaluate it"
-                continue
-            self.evaluate(key, module)
-            if "adapter" not in self.costs:
-                self.measure_costs(module)
-            self.write(complete=False)
-            del module, data
-            gc.collect()
-            if self.gpu:
-                torch.cuda.empty_cache()
-
     # ------------------------------------------------------------------ output
+    def summary(self) -> dict[str, Any]:
+        em, ce = self.per_example["exact_match"], self.per_example["ce"]
+        order = [*BASELINES[:-1], *[k for k in self.t2l_keys if k in em], "oracle"]
+        order = [m for m in order if m in em]
+        means = {m: group_means(task_means({m: em[m]}), self.groups)[m] for m in order}
+        ce_means = {m: group_means(task_means({m: ce[m]}), self.groups)[m] for m in order}
+        t2l = [k for k in self.t2l_keys if k in em]
+        n_boot, seed = 2000, self.args.seed
+        em_cmp = compare(em, self.groups, t2l, BASELINES, n_boot, seed)
+        ce_cmp = compare(ce, self.groups, t2l, BASELINES, n_boot, seed)
+        return {"order": order, "means": means, "ce_means": ce_means, "em_cmp": em_cmp, "ce_cmp": ce_cmp,
+                "targets": targets(em_cmp, t2l)}  # fmt: skip
+
     def write(self, complete: bool) -> dict[str, Any]:
-        t2l = [k for k in self.scores if k.startswith("t2l_")]
-        order = ["base", "base_with_description", "base_3shot", "multitask", *t2l, "oracle"]
-        scores = {m: self.scores[m] for m in order if m in self.scores and self.scores[m]}
-        means = group_means(scores, self.groups)
-        ratio = self.costs.get("flops_ratio_3shot_per_query_over_adapter")
+        s = self.summary()
+        em, ce = self.per_example["exact_match"], self.per_example["ce"]
+        n_test = {n: len(ex) for n, ex in self.examples.items()}
         payload = {
             "complete": complete,
             "size": self.size,
@@ -337,15 +530,42 @@ class Bench:
             "config": {
                 **self.cfg, "seed": self.args.seed, "base_model": BASE,
                 "task_encoder_requested": self.args.task_encoder, "task_encoder_used": self.encoder,
-                "task_encoder_note": self.encoder_note, "time_budget_s": self.budget, "max_new_tokens":
-                self.max_new_tokens, "shots": SHOTS, "device": str(self.device), "lora": "q_proj,v_proj r=8 alpha=16 rsLoRA",
-                "precision": "bf16-mixed" if self.gpu else "32-true", "threads": torch.get_num_threads(),
+                "task_encoder_note": self.encoder_note, "time_budget_s": self.budget,
+                "max_new_tokens": self.max_new_tokens, "shots": SHOTS, "device": str(self.device),
+                "lora": "q_proj,v_proj r=8 alpha=16 rsLoRA", "precision": "bf16-mixed" if self.gpu else "32-true",
+                "threads": torch.get_num_threads(), "n_train_tasks_used": len(self.pool),
+                "train_steps_per_example_trained_method": self.steps,
+                "test_examples_evaluated_per_task": n_test,
+                "test_examples_note": (
+                    "all test examples of every evaluated task" if self.cfg["test_examples_per_task"] is None
+                    else f"the first {self.cfg['test_examples_per_task']} test examples of each task only "
+                    f"(the {self.size} size); the other sizes score all of them"
+                ),
+                "eval_descriptions_per_task": self.cfg["n_descriptions"],
+                "sft": "label_smoothing 0.0, neftune_alpha 0.0 (logged loss = unsmoothed CE, comparable across methods)",
+                "bootstrap": "paired by test example (description-dependent methods averaged over descriptions first); "
+                "examples resampled within each task, tasks weighted equally; 2000 draws; 95% percentile interval; "
+                "t2l_minus_baseline.ce < 0 means the T2L method gives the reference answers a lower test CE",
             },
-            "tasks": self.groups,
-            "scores": scores,
-            "means": means,
+            "tasks": {**self.groups, "train_pool": self.pool},
+            "eval_descriptions": self.descriptions,
+            "budget": {
+                "examples_per_seen_task": self.cfg["examples_per_seen_task"],
+                "steps": self.steps,
+                "identical_batches_across_example_trained_methods": self.identical_batches(),
+                "all_reached_max_steps": all(
+                    r["stopped_by"] == "max_steps" for k, r in self.runs.items() if k != "t2l_recon_L"
+                ),
+                "realised_per_method": {
+                    k: r.get("examples_per_seen_task_realised") for k, r in self.runs.items() if k != "t2l_recon_L"
+                },
+            },
+            "means": {"exact_match": s["means"], "ce": s["ce_means"]},
+            "t2l_minus_baseline": {"exact_match": s["em_cmp"], "ce": s["ce_cmp"]},
+            "targets": s["targets"],
+            "per_task": {"exact_match": task_means(em), "ce": task_means(ce)},
+            "per_example": self.per_example,
             "costs": self.costs,
-            "targets": targets(scores, self.groups, t2l, ratio),
             "training": self.runs,
             "eval_seconds": self.eval_seconds,
             "skipped": self.skipped,
@@ -354,52 +574,60 @@ class Bench:
         }  # fmt: skip
         self.path = write_result(self.name, payload, self.args.out_dir)
         self.png = plot(
-            means,
+            s["means"],
             self.path.with_suffix(".png"),
             f"Text-to-LoRA, built-in corpus ({self.size}, {self.device.type})",
         )
+        self.last = s
         return payload
 
     def notes(self) -> str:
-        steps = ", ".join(f"{k} {r['steps']} steps/{r['wall_s']:.0f}s" for k, r in self.runs.items())
+        steps = ", ".join(
+            f"{k} {r['steps']}/{r['max_steps']} steps in {r['wall_s']:.0f}s" for k, r in self.runs.items()
+        )
+        b = self.cfg["batch"]
         text = (
             f"Size {self.size} on {self.device} ({'bf16-mixed' if self.gpu else 'fp32'}), one process, seed "
-            f"{self.args.seed}, wall {self.elapsed():.0f}s of a {self.budget:.0f}s budget. Training: {steps}. "
-            f"Evaluation: {len(self.groups['held_out'])} held-out and {len(self.groups['seen'])} seen tasks, "
-            f"{self.cfg['examples_per_task']} test examples each, T2L adapters from {self.cfg['n_descriptions']} "
-            "evaluation description(s) per task that training never saw; held-out tasks were never trained on. "
+            f"{self.args.seed}, wall {self.elapsed():.0f}s of a {self.budget:.0f}s budget. Matched budget: oracle "
+            f"LoRAs, both multi-task LoRAs and every T2L-SFT run draw {b['tasks_per_batch']} tasks x "
+            f"{b['examples_per_task']} examples per step from the same sampler and seed over {len(self.pool)} seen "
+            f"tasks for {self.steps} steps, i.e. {self.cfg['examples_per_seen_task']} examples per seen task in "
+            "expectation and the same rows for every method (realised counts under 'training'). Reconstruction "
+            "learns the oracle library. Training: " + steps + ". Evaluation: "
+            f"{len(self.groups['held_out'])} held-out and {len(self.groups['seen'])} seen tasks, "
+            f"{self.cfg['n_descriptions']} evaluation descriptions per task that training never saw (T2L adapters, "
+            "base + description, description-aware multi-task LoRA). CE is the teacher-forced mean token "
+            "cross-entropy of the reference answer (end-of-turn token included), no label smoothing. "
             f"Task encoder: {self.encoder}" + (f" ({self.encoder_note})" if self.encoder_note else "") + ". "
-            "FLOPs are counted analytically (2 x weight params x rows for every linear layer run, plus attention "
-            "matmuls); the adapter is generated once per task while the 3-shot cost recurs for every query. "
         )
-        if self.size == "cpu":
+        if self.cfg["n_train_tasks"]:
             text += (
-                "The cpu size trains each method for a few hundred steps on a 2-core CPU (multi-task LoRA and each "
-                "T2L-SFT see the same number of batches); oracle LoRAs exist only for the seen tasks evaluated, so "
-                "reconstruction learns from 4 adapters and cannot be expected to generalise. "
+                f"The {self.size} size trains on {len(self.pool)} of the {len(self.corpus.train_tasks)} seen tasks "
+                "only (the evaluated seen tasks among them), so held-out generalisation is weaker than with all. "
             )
-        if self.size == "quick":
-            text += (
-                "The quick size trains each method for tens of steps on a shared 2-core CPU; oracle LoRAs exist "
-                "only for the seen tasks evaluated (so reconstruction learns from that few adapters). These numbers "
-                "show the pipeline works end to end, not what Text-to-LoRA reaches; see the full size. "
-            )
+        if self.size == "smoke":
+            text += "Smoke size: a handful of steps and test examples; checks the code path, not the method. "
         if self.skipped:
-            text += f"Skipped for lack of time: {self.skipped}. "
+            text += f"Skipped: {self.skipped}. "
         return text
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_true", help="2-CPU-core size (<= 20 minutes)")
-    g.add_argument("--cpu-long", action="store_true", help="2-CPU-core size with more steps (45-80 minutes)")
+    g.add_argument("--quick", action="store_true", help="2-CPU-core size: 16 seen tasks, 40 examples each")
     g.add_argument(
-        "--smoke", action="store_true", help="the full-size code path with a handful of steps (CPU check)"
+        "--cpu-long", action="store_true", help="2-CPU-core size: 92 seen tasks, 150 examples each"
+    )
+    g.add_argument(
+        "--smoke", action="store_true", help="the same code path with a handful of steps (CPU check)"
     )
     p.add_argument("--out-dir", default=None, help="where the JSON and PNG go (default benchmarks/results)")
     p.add_argument(
         "--task-encoder", default=DEFAULT_ENCODER, help="'all-minilm-l6-v2' (packaged), 'base' or a directory"
+    )
+    p.add_argument(
+        "--examples-per-seen-task", type=int, default=None, help="override the size's matched training budget"
     )
     p.add_argument("--time-budget", type=float, default=None, help="wall-clock seconds for the whole run")
     p.add_argument(
@@ -416,21 +644,34 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_float32_matmul_precision("high")
     else:
         torch.set_num_threads(args.threads)
-    print(f"[t2l] size={size} device={bench.device} encoder={bench.encoder} work={bench.work}", flush=True)
     bench.setup()
+    print(
+        f"[t2l] size={size} device={bench.device} encoder={bench.encoder} work={bench.work} "
+        f"train tasks={len(bench.pool)} steps/method={bench.steps} "
+        f"(~{bench.cfg['examples_per_seen_task']} examples per seen task)",
+        flush=True,
+    )
     bench.train_baselines()
+    bench.evaluate_baselines()
     bench.train_t2l()
     payload = bench.write(complete=True)
-    png = bench.png
-    print(summary_table(payload["means"]))
-    t = payload["targets"]
-    print(f"adapter FLOPs {bench.costs.get('adapter', {}).get('flops')}, 3-shot extra FLOPs/query "
-          f"{bench.costs.get('three_shot', {}).get('extra_flops_per_query_mean')}, ratio "
-          f"{t['flops_ratio_3shot_per_query_over_adapter']}")  # fmt: skip
-    for k, v in t.items():
-        if k != "per_method":
+    s = bench.last
+    print(summary_table(s["means"], s["ce_means"]))
+    print(comparison_table(s["em_cmp"]))
+    print(comparison_table(s["ce_cmp"], "test CE, nats; < 0 is better", scale=1.0, digits=3))
+    print(
+        f"budget: {payload['budget']['examples_per_seen_task']} examples per seen task, {bench.steps} steps; "
+        f"identical batches {payload['budget']['identical_batches_across_example_trained_methods']}, "
+        f"all reached max_steps {payload['budget']['all_reached_max_steps']}"
+    )
+    print(
+        f"adapter FLOPs {bench.costs.get('adapter', {}).get('flops')}, 3-shot extra FLOPs/query "
+        f"{bench.costs.get('three_shot', {}).get('extra_flops_per_query_mean')}"
+    )
+    for k, v in payload["targets"].items():
+        if isinstance(v, bool) or v is None:
             print(f"target {k}: {v}")
-    print(f"[t2l] wrote {bench.path} and {png} in {bench.elapsed():.0f}s", flush=True)
+    print(f"[t2l] wrote {bench.path} and {bench.png} in {bench.elapsed():.0f}s", flush=True)
     return 0
 
 

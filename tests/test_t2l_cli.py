@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -180,3 +182,63 @@ def test_t2l_checkpoint_written_from_python_names_its_class(t2l_dir, tiny_llama_
     module.on_save_checkpoint(checkpoint)
     assert checkpoint_class_path(checkpoint) == "lora_hyper.modules.t2l.TextToLoRAModule"
     assert not any(k.startswith("base_model.") for k in checkpoint["state_dict"])
+
+
+T2L_TINY_OVERRIDES = """
+model:
+  init_args:
+    base_model: {model}
+    task_encoder: {encoder}
+    rank: 4
+    latent: 32
+    head_in: 32
+    attn_implementation: sdpa
+data:
+  init_args:
+    tasks_per_batch: 2
+    examples_per_task: 1
+    steps_per_epoch: 3
+    max_length: 48
+trainer:
+  max_steps: 3
+  log_every_n_steps: 1
+  enable_progress_bar: false
+  enable_model_summary: false
+  default_root_dir: {root}
+  callbacks:
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args:
+        dirpath: {root}/checkpoints
+        save_last: true
+"""
+
+
+def test_t2l_fit_export_generate_end_to_end(tiny_llama_dir, tmp_path, capsys):
+    """The 2-core SFT recipe shrunk to a tiny model: fit 3 steps -> a checkpoint with a logged loss -> export ->
+    ``generate`` writes a PEFT dir and prints answers."""
+    import csv
+
+    from lora_hyper.cli import main
+    from lora_hyper.testing import save_tiny_text_encoder
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes/t2l/sft_smollm2_cpu.yaml"
+    encoder = save_tiny_text_encoder(tmp_path / "encoder")
+    overrides = tmp_path / "tiny.yaml"
+    overrides.write_text(T2L_TINY_OVERRIDES.format(model=tiny_llama_dir, encoder=encoder, root=tmp_path))
+    assert main(["fit", "--config", str(recipe), "--config", str(overrides)]) == 0
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert state["global_step"] == 3 and state["lora_hyper_class"] == "lora_hyper.modules.t2l.TextToLoRAModule"
+    with open(next(tmp_path.rglob("metrics.csv")), newline="") as f:
+        losses = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    assert losses and all(loss == loss and loss > 0 for loss in losses)
+    assert main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "model")]) == 0
+    assert (tmp_path / "model" / "t2l_config.json").is_file()
+    capsys.readouterr()
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("5 3 9\n", encoding="utf-8")
+    argv = ["--model", str(tmp_path / "model"), "--task", "Sort the numbers.", "--input", str(inputs)]
+    assert generate.main([*argv, "--out", str(tmp_path / "adapter"), "--max-new-tokens", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    assert out[1] == "# Sort the numbers." and out[2].startswith("5 3 9\t")

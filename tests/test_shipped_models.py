@@ -59,7 +59,7 @@ def test_shipped_text_to_lora_changes_answers_on_a_seen_task(name):
     from lora_hyper.text_to_lora import TextToLoRA
 
     t2l = TextToLoRA.from_pretrained(name)
-    task = TaskCorpus.load("builtin").tasks["sort_words"]
+    task = TaskCorpus.load("builtin").tasks["words_to_number"]
     examples = task.examples("test")[:8]
     prompts, refs = [e.prompt for e in examples], [e.response for e in examples]
     lora = t2l.generate_lora(task.eval_descriptions[0])

@@ -228,7 +228,9 @@ def test_t2l_fit_export_generate_end_to_end(tiny_llama_dir, tmp_path, capsys):
     assert main(["fit", "--config", str(recipe), "--config", str(overrides)]) == 0
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    assert state["global_step"] == 3 and state["lora_hyper_class"] == "lora_hyper.modules.t2l.TextToLoRAModule"
+    assert (
+        state["global_step"] == 3 and state["lora_hyper_class"] == "lora_hyper.modules.t2l.TextToLoRAModule"
+    )
     with open(next(tmp_path.rglob("metrics.csv")), newline="") as f:
         losses = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
     assert losses and all(loss == loss and loss > 0 for loss in losses)

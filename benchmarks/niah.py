@@ -340,6 +340,11 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--resume", default=None, help="a checkpoint to resume from (e.g. CKPT_DIR/last.ckpt)")
     p.add_argument(
+        "--init-from",
+        default=None,
+        help="start from these hypernetwork weights (.ckpt, model dir or shipped name) with a fresh schedule",
+    )
+    p.add_argument(
         "--prior-result",
         default=None,
         help="result JSON of the run that wrote --resume's checkpoint, when that checkpoint has no curve state",
@@ -405,10 +410,17 @@ def build(args: argparse.Namespace, size: dict[str, Any]) -> tuple[DocToLoRAModu
             size["max_minutes"] = recipe["max_minutes"]
         if args.curriculum_steps is None and recipe["curriculum"]:
             size["curriculum_steps"] = int(recipe["curriculum"].get("steps", size["curriculum_steps"]))
+        # A recipe without a NeedleCurriculum (e.g. a continuation) keeps its data's needle_only_prob.
+        size["curriculum"] = (
+            None
+            if recipe["curriculum"] is None
+            else (float(recipe["curriculum"].get("start", 1.0)), float(recipe["curriculum"].get("end", 0.1)))
+        )
     cli = {
         "lr": args.lr,
         "encoder_mode": args.encoder_mode,
         "objective": args.objective,
+        "init_from": args.init_from,
     }
     model_args.update({k: v for k, v in cli.items() if v is not None})
     if args.batch_size is not None:
@@ -439,6 +451,8 @@ def train(
     ckpt = [ModelCheckpoint(args.ckpt_dir, every_n_train_steps=100, save_top_k=1, save_last=True)]
     health_dir = args.out_dir or str(Path(__file__).resolve().parent / "results")
     health = [ChunkHealthProbe(args.health_every, output_dir=health_dir)] if args.health_every else []
+    ramp = size.get("curriculum", (1.0, 0.1))  # no recipe: the size table's 1.0 -> 0.1 ramp
+    curriculum = [NeedleCurriculum(ramp[0], ramp[1], size["curriculum_steps"])] if ramp else []
     trainer = L.Trainer(
         accelerator="gpu" if gpu else "cpu",
         devices=1,
@@ -450,8 +464,7 @@ def train(
         enable_checkpointing=bool(args.ckpt_dir),
         enable_progress_bar=not gpu,
         num_sanity_val_steps=0,
-        callbacks=[NeedleCurriculum(1.0, 0.1, size["curriculum_steps"]), rec, *health]
-        + (ckpt if args.ckpt_dir else []),
+        callbacks=[*curriculum, rec, *health] + (ckpt if args.ckpt_dir else []),
         log_every_n_steps=10,
     )
     t0 = time.perf_counter()
@@ -567,7 +580,11 @@ def main() -> None:
             "data": size.get("data_args"),
             "chunk_length": CHUNK_LENGTH,
             "train_lengths": [32, 256],
-            "curriculum": f"needle-only prob 1.0 -> 0.1 over {size['curriculum_steps']} steps",
+            "curriculum": (
+                f"needle-only prob {size['curriculum'][0]} -> {size['curriculum'][1]} over {size['curriculum_steps']} steps"
+                if size.get("curriculum", (1.0, 0.1))
+                else f"none (needle_only_prob {size['data_args'].get('needle_only_prob')})"
+            ),
             "seed": 0,
         }
     payload: dict[str, Any] = {

@@ -10,6 +10,7 @@ from lora_hyper.lazy import lazy_exports
 
 # Public name -> submodule defining it.
 _LAZY = {
+    "ImageClassificationEvaluation": ".image_classification",
     "NIAHEvaluation": ".niah",
     "ZeroShotTaskEvaluation": ".zero_shot",
     "NeedleCurriculum": ".curriculum",

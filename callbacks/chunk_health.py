@@ -26,23 +26,28 @@ CSV_FIELDS = ("step", "ratio", "filler_norm", "needle_norm")
 def chunk_health(model: Any, n_filler: int = 31, chunk_length: int = 1024, seed: int = 0) -> dict[str, float]:
     """The probe on any model with ``internalize(docs, chunk_length=, include_bias=)`` and a ``tokenizer``.
 
-    Returns ``{"ratio", "filler_norm", "needle_norm", "n_filler", "chunk_length"}``.
+    Returns ``{"ratio", "filler_norm", "needle_norm", "n_filler", "chunk_length"}``, plus ``filler_gate``
+    (mean) and ``needle_gate`` when the hypernetwork has a chunk gate.
     """
     if n_filler < 1 or chunk_length < 16:
         raise ValueError(f"n_filler must be >= 1 and chunk_length >= 16, got {n_filler} and {chunk_length}.")
     tok = model.tokenizer
     filler = filler_text(tok, n_filler * chunk_length - 8)  # exactly n_filler chunks once cut
     needle = make_niah_example(tok, chunk_length - 8, 0.5, example_rng(seed, "chunk-health")).context
-    filler_lora = model.internalize([filler], chunk_length=chunk_length, include_bias=False)
-    needle_lora = model.internalize([needle], chunk_length=chunk_length, include_bias=False)
-    f, n = float(filler_lora.delta_norms()[0]), float(needle_lora.delta_norms()[0])
-    return {
-        "ratio": f / max(n, 1e-12),
-        "filler_norm": f,
-        "needle_norm": n,
-        "n_filler": n_filler,
-        "chunk_length": chunk_length,
-    }
+    hypernet = getattr(model, "hypernet", None)
+    gates: list[float] = []
+    norms: list[float] = []
+    for doc in (filler, needle):
+        lora = model.internalize([doc], chunk_length=chunk_length, include_bias=False)
+        norms.append(float(lora.delta_norms()[0]))
+        gate = getattr(hypernet, "last_gate", None) if getattr(hypernet, "gate", None) is not None else None
+        if gate is not None:
+            gates.append(float(gate.float().mean()))
+    f, n = norms
+    out = {"ratio": f / max(n, 1e-12), "filler_norm": f, "needle_norm": n}
+    if len(gates) == 2:
+        out.update(filler_gate=gates[0], needle_gate=gates[1])
+    return {**out, "n_filler": n_filler, "chunk_length": chunk_length}
 
 
 class ChunkHealthProbe(L.Callback):
@@ -86,11 +91,18 @@ class ChunkHealthProbe(L.Callback):
         finally:
             pl_module.train(was_training)
         self.history.append(row)
+        metrics = {"health/filler_needle_ratio": row["ratio"]}
+        gates = ""
+        if "needle_gate" in row:
+            metrics.update(
+                {"health/filler_gate": row["filler_gate"], "health/needle_gate": row["needle_gate"]}
+            )
+            gates = f" (gate: filler {row['filler_gate']:.3f}, needle {row['needle_gate']:.3f})"
         for logger in trainer.loggers:
-            logger.log_metrics({"health/filler_needle_ratio": row["ratio"]}, step=trainer.global_step)
+            logger.log_metrics(metrics, step=trainer.global_step)
         rank_zero_info(
             f"[chunk health] step {trainer.global_step}: {self.n_filler} filler chunks / needle chunk = "
-            f"{row['ratio']:.3f}"
+            f"{row['ratio']:.3f}{gates}"
         )
         return row
 

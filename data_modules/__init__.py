@@ -10,6 +10,7 @@ from lora_hyper.lazy import lazy_exports
 
 # Public name -> submodule defining it.
 _LAZY = {
+    "ImagenetteDataModule": ".imagenette",
     "NIAHDataModule": ".niah",
     "DocumentQADataModule": ".documents",
     "TaskCorpusDataModule": ".task_sampler",

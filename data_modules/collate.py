@@ -27,6 +27,12 @@ Any DataModule whose batches follow a contract works with the modules that consu
                                                 the same questions WITH the document in the prompt
     doc_ids            list[str]  [docs]        (optional) identifiers, for logging
 
+**Image-classification batch** (``ImagenetteDataModule``; read by ``ImageClassificationEvaluation``)::
+
+    images          list[PIL.Image]  [n]   RGB images, any size (the VLM's processor resizes them)
+    labels          LongTensor [n]         class index into the data module's ``class_names``
+    image_ids       list[str]  [n]         file path inside the root, or ``<split>-<row>`` of a dataset
+
 Left padding everywhere keeps the last position of every row real, which batched generation needs.
 """
 

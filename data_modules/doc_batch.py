@@ -79,11 +79,13 @@ class DocQACollator:
     """Collate ``DocItem``s into a Doc-to-LoRA batch (see ``data_modules/collate.py``); picklable for workers.
 
     Args:
-        tokenizer: the base model's tokenizer (chat template used for prompts and chunk wrapping).
+        tokenizer: the base model's tokenizer (chat template of the question rows; of chunks too by default).
         chunk_length: token length of each chunk for items without ``n_chunks`` (``None``: one chunk).
         with_teacher: also emit ``teacher_*`` rows with the document in the prompt (distill objective).
         system_prompt: system message of chunk wrappers and question rows (``""``: an empty one, as the
             reference; ``None``: the chat template's default system prompt).
+        ctx_tokenizer: the context encoder's tokenizer, when the encoder is not the base model (chunks are cut
+            and chat-wrapped with it; default: ``tokenizer``).
     """
 
     def __init__(
@@ -92,8 +94,10 @@ class DocQACollator:
         chunk_length: int | None = None,
         with_teacher: bool = False,
         system_prompt: str | None = "",
+        ctx_tokenizer: Any = None,
     ) -> None:
         self.tokenizer = tokenizer
+        self.ctx_tokenizer = ctx_tokenizer if ctx_tokenizer is not None else tokenizer
         self.chunk_length = chunk_length
         self.with_teacher = with_teacher
         self.system_prompt = system_prompt
@@ -104,7 +108,7 @@ class DocQACollator:
         tok = self.tokenizer
         n_chunks = [it.n_chunks for it in items]
         batch: dict[str, Any] = encode_documents(
-            tok,
+            self.ctx_tokenizer,
             [it.context for it in items],
             chunk_length=self.chunk_length,
             n_chunks=n_chunks,

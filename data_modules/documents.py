@@ -164,6 +164,8 @@ class DocumentQADataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         system_prompt: system message of chunk wrappers and question rows (``""``: an empty one, as the
             reference; ``None``: the chat template's default). Must match the model's ``system_prompt``.
+        encoder_model: the model's ``encoder_model`` when the context encoder is not the base model (a causal LM
+            or a VLM): contexts are chunked and chat-wrapped with its tokenizer (default: the base model's).
     """
 
     def __init__(
@@ -185,9 +187,11 @@ class DocumentQADataModule(L.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         system_prompt: str | None = "",
+        encoder_model: str | None = None,
     ) -> None:
         super().__init__()
         self.system_prompt = system_prompt
+        self.encoder_model = encoder_model
         if dataset is not None and (train_files or val_files or test_files):
             raise ValueError("Give either JSONL files or a `dataset` spec, not both.")
         if dataset is None and not (train_files or val_files or test_files):
@@ -220,7 +224,13 @@ class DocumentQADataModule(L.LightningDataModule):
         self.seed = seed
         self.num_workers = num_workers
         self.tokenizer: Any = None
+        self.ctx_tokenizer: Any = None
         self.records: dict[str, list[DocItem]] = {}
+
+    @property
+    def context_tokenizer(self) -> Any:
+        """The tokenizer contexts are chunked with: the encoder's when ``encoder_model`` is set, else the base's."""
+        return self.ctx_tokenizer if self.ctx_tokenizer is not None else self.tokenizer
 
     def has_split(self, split: str) -> bool:
         """Whether ``train``/``val``/``test`` has a source configured."""
@@ -232,6 +242,12 @@ class DocumentQADataModule(L.LightningDataModule):
             from lora_hyper.base_model import load_tokenizer
 
             self.tokenizer = load_tokenizer(self.base_model)
+        if self.ctx_tokenizer is None:
+            from lora_hyper.encoder_models import load_encoder_tokenizer
+
+            self.ctx_tokenizer = (
+                load_encoder_tokenizer(self.encoder_model) if self.encoder_model else self.tokenizer
+            )
         for split in ("train", "val", "test"):
             if split in self.records or not self.has_split(split):
                 continue
@@ -249,7 +265,7 @@ class DocumentQADataModule(L.LightningDataModule):
         train = split == "train"
         return DocQADataset(
             self.records[split],
-            self.tokenizer,
+            self.context_tokenizer,  # counts context tokens to sample chunk counts
             split,
             self.seed,
             self.questions_per_doc if train else None,
@@ -264,6 +280,7 @@ class DocumentQADataModule(L.LightningDataModule):
             self.chunk_length if train else self.eval_chunk_length,
             self.with_teacher and split != "test",
             self.system_prompt,
+            self.context_tokenizer,
         )
         return (ResumableDataLoader if train else DataLoader)(  # training resumes mid-epoch exactly
             self.split_dataset(split),

@@ -10,6 +10,7 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
 from .doc_batch import DocItem, DocQACollator, chunk_count_weights, sample_n_chunks
+from .niah_prose import TRAIN_PROSE_SENTENCES
 from .niah_protocol import (
     DEPTH_BINS,
     FILLER,
@@ -61,6 +62,7 @@ class NIAHTrainDataset(Dataset):
         needle_only_prob: float = 0.0,
         offset: int = 0,
         chunk_distribution: str = "reference",
+        prose_prob: float = 0.0,
     ) -> None:
         self.tokenizer = tokenizer
         self.length = length
@@ -72,6 +74,7 @@ class NIAHTrainDataset(Dataset):
         self.needle_only_prob = needle_only_prob
         self.offset = offset
         self.chunk_distribution = chunk_distribution
+        self.prose_prob = prose_prob
 
     def __len__(self) -> int:
         return self.length
@@ -82,7 +85,15 @@ class NIAHTrainDataset(Dataset):
         n_tokens = rng.randint(*self.lengths)
         needle_only = rng.random() < self.needle_only_prob
         depth = balanced_depth(index, rng)
-        ex = make_niah_example(self.tokenizer, n_tokens, depth, rng)
+        prose = self.prose_prob > 0 and rng.random() < self.prose_prob
+        ex = make_niah_example(
+            self.tokenizer,
+            n_tokens,
+            depth,
+            rng,
+            haystack="prose" if prose else "repeat",
+            sentences=TRAIN_PROSE_SENTENCES if prose else None,
+        )
         if needle_only:
             context = needle_sentence(int(ex.answer))
             ex = NIAHExample(context, ex.question, ex.answer, len(self.tokenizer(context)["input_ids"]), 0.0)
@@ -90,7 +101,7 @@ class NIAHTrainDataset(Dataset):
             rng, self.max_chunks, ex.n_tokens, self.min_chunk_tokens, self.chunk_distribution, 512
         )
         qas = [(q, ex.answer) for q in _questions(rng, self.questions_per_doc)]
-        meta = {"n_tokens": ex.n_tokens, "depth": ex.depth, "needle_only": needle_only}
+        meta = {"n_tokens": ex.n_tokens, "depth": ex.depth, "needle_only": needle_only, "prose": prose}
         return DocItem(ex.context, qas, doc_id=f"niah-train-{index}", n_chunks=k, meta=meta)
 
 
@@ -119,6 +130,8 @@ class NIAHDataModule(L.LightningDataModule):
             ``uniform`` over 1..max_chunks.
         eval_chunk_length: chunk length for validation and test contexts (reference: 1024).
         needle_only_prob: fraction of training contexts that are the needle sentence alone (a curriculum aid).
+        prose_prob: fraction of training haystacks built from varied sentences (``TRAIN_PROSE_SENTENCES``,
+            disjoint from the evaluation prose) instead of the repeated filler paragraph.
         with_teacher: add ``teacher_*`` rows (haystack in the prompt) to training and validation batches, for
             the distill objective (test batches never carry them).
         system_prompt: system message of chunk wrappers and question rows: ``""`` (default, the reference's
@@ -146,6 +159,7 @@ class NIAHDataModule(L.LightningDataModule):
         num_workers: int = 0,
         chunk_distribution: str = "reference",
         system_prompt: str | None = "",
+        prose_prob: float = 0.0,
     ) -> None:
         super().__init__()
         lo, hi = (int(x) for x in train_lengths)
@@ -157,8 +171,9 @@ class NIAHDataModule(L.LightningDataModule):
             raise ValueError(
                 f"questions_per_doc must be in 1..{1 + len(QUESTION_VARIANTS)}, got {questions_per_doc}."
             )
-        if not 0.0 <= needle_only_prob <= 1.0:
-            raise ValueError(f"needle_only_prob must be in [0, 1], got {needle_only_prob}.")
+        for name, prob in (("needle_only_prob", needle_only_prob), ("prose_prob", prose_prob)):
+            if not 0.0 <= prob <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {prob}.")
         for name, value in (
             ("train_samples", train_samples),
             ("batch_size", batch_size),
@@ -180,6 +195,7 @@ class NIAHDataModule(L.LightningDataModule):
         self.min_chunk_tokens = min_chunk_tokens
         self.eval_chunk_length = eval_chunk_length
         self.needle_only_prob = needle_only_prob
+        self.prose_prob = prose_prob
         self.with_teacher = with_teacher
         self.num_workers = num_workers
         chunk_count_weights(max_chunks, chunk_distribution)  # validates the name
@@ -236,6 +252,7 @@ class NIAHDataModule(L.LightningDataModule):
             self.needle_only_prob,
             offset=self.samples_seen % self.train_samples,
             chunk_distribution=self.chunk_distribution,
+            prose_prob=self.prose_prob,
         )
 
     def _require_setup(self) -> None:

@@ -27,6 +27,9 @@ def _wrap_ids(tokenizer: Any, system: str | None = None) -> tuple[list[int], lis
         messages = [{"role": "system", "content": system}] if system is not None else []
         messages.append({"role": "user", "content": marker})
         text = tokenizer.apply_chat_template(messages, tokenize=False)
+        if marker not in text:  # templates of vision-language models read content as a list of typed parts
+            typed = [{**m, "content": [{"type": "text", "text": m["content"]}]} for m in messages]
+            text = tokenizer.apply_chat_template(typed, tokenize=False)
         if marker not in text:
             raise ValueError("The tokenizer's chat template drops the user message; cannot wrap chunks.")
         before, after = text.split(marker, 1)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
+from lora_hyper.layer_map import describe_layer_map, map_layers
 from lora_hyper.lora.spec import find_decoder_layers
 
 MODES = ("per_layer", "early_exit")
@@ -27,7 +31,8 @@ class ContextEncoder(nn.Module):
     Modes:
         ``per_layer``: the hidden state feeding each decoder layer, stacked ``[chunks, L, T, d]`` (the last
             layer and the LM head never run). With ``n_out_layers`` different from the encoder's depth
-            (a separate encoder model), encoder layers are picked evenly so output ``l`` feeds base layer ``l``.
+            (a separate encoder model), ``layer_map`` picks the encoder layer of each output, so output ``l``
+            feeds base layer ``l`` (see :func:`lora_hyper.layer_map.map_layers`).
         ``early_exit``: the hidden state after the first ``n_layers`` layers (default a quarter),
             ``[chunks, T, d]``; the remaining layers never run.
 
@@ -36,6 +41,7 @@ class ContextEncoder(nn.Module):
         mode: ``per_layer`` or ``early_exit``.
         n_layers: ``early_exit`` depth (default ``num_layers // 4``, at least 1).
         n_out_layers: ``per_layer`` output count (default: the encoder's own layer count).
+        layer_map: ``even`` (default), ``nearest``, ``first`` or an explicit list of encoder layers.
     """
 
     def __init__(
@@ -44,6 +50,7 @@ class ContextEncoder(nn.Module):
         mode: str = "per_layer",
         n_layers: int | None = None,
         n_out_layers: int | None = None,
+        layer_map: str | Sequence[int] = "even",
     ) -> None:
         super().__init__()
         if mode not in MODES:
@@ -61,10 +68,8 @@ class ContextEncoder(nn.Module):
         else:
             out = n_out_layers or self.depth
             self.n_layers = out
-            # Input of encoder layer j for j in an even spread over 0..depth-1.
-            self.layer_ids = (
-                [round(i * (self.depth - 1) / max(out - 1, 1)) for i in range(out)] if out > 1 else [0]
-            )
+            self.layer_ids = map_layers(layer_map, self.depth, out)  # input of encoder layer j, per output
+        self.layer_map = describe_layer_map(layer_map)
         config = getattr(model, "config", None)
         cfg = getattr(config, "text_config", None) or config
         self.hidden_size = int(cfg.hidden_size)
@@ -79,6 +84,13 @@ class ContextEncoder(nn.Module):
     @torch.no_grad()
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         """Return ``(features, mask)``: ``[chunks, L, T, d]`` or ``[chunks, T, d]``, and the ``[chunks, T]`` mask."""
+        return self.capture(input_ids=input_ids, attention_mask=attention_mask)
+
+    @torch.no_grad()
+    def capture(self, **model_inputs: Any) -> tuple[Tensor, Tensor]:
+        """Run the model on ``model_inputs`` (ids, mask, and e.g. pixel values) until every wanted activation is
+        captured; return ``(features, attention_mask)`` as :meth:`forward` does."""
+        attention_mask = model_inputs["attention_mask"]
         layers = self._layers()
         captured: dict[int, Tensor] = {}
         handles = []
@@ -105,7 +117,7 @@ class ContextEncoder(nn.Module):
 
             handles.append(layers[j].register_forward_hook(post))
         try:
-            self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            self.model(**model_inputs, use_cache=False)
         except _StopForward:
             pass
         finally:

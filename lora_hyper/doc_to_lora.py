@@ -16,12 +16,14 @@ from torch import nn
 from lora_hyper.base_model import load_base_model, native_window
 from lora_hyper.chunking import encode_documents
 from lora_hyper.context_encoder import ContextEncoder
+from lora_hyper.encoder_models import load_context_encoder
 from lora_hyper.file_io import read_json_config, validate_safetensors
 from lora_hyper.generation import generate_answers
 from lora_hyper.hypernets.d2l import DocToLoRAHypernet, DocToLoRAHypernetConfig, group_sizes
 from lora_hyper.lora import LoRABatch, LoRASpec, atomic_directory_write, save_peft
 from lora_hyper.pretrained import resolve_model_dir
-from lora_hyper.validation import check_texts, positive
+from lora_hyper.validation import InputError, check_texts, positive
+from lora_hyper.vlm_encoder import VLMContextEncoder
 
 FORMAT = "lora-hyper/doc-to-lora"
 CONFIG_NAME = "doc_to_lora.json"
@@ -123,8 +125,51 @@ def internalize_documents(
     return lora
 
 
+@torch.no_grad()
+def internalize_images(
+    encoder: ContextEncoder,
+    hypernet: DocToLoRAHypernet,
+    images: Any,
+    rank_budget: int | None = None,
+    batch_size: int = 8,
+    system: str | None = "",
+    include_bias: bool = True,
+) -> LoRABatch:
+    """One adapter per image: the VLM reads each image as a user turn holding only the image, its language
+    model's activations feed the hypernetwork, plus the bias block (compressed to ``rank_budget`` if given)."""
+    from lora_hyper.images import load_images
+
+    if not isinstance(encoder, VLMContextEncoder):
+        raise InputError(
+            "This Doc-to-LoRA model has no VLM context encoder, so it cannot read images: train it with a "
+            "vision-language encoder_model (e.g. google/gemma-3-4b-it)."
+        )
+    positive(rank_budget, "rank_budget")
+    positive(batch_size, "batch_size")
+    pictures = load_images(images)
+    parts = []
+    for start in range(0, len(pictures), batch_size):
+        feats, mask = encoder.encode_images(pictures[start : start + batch_size], system=system)
+        parts.append(hypernet(feats, mask, join=False).detach())
+    chunks = LoRABatch.cat(parts)
+    one_each = torch.arange(chunks.batch_size, device=next(hypernet.parameters()).device)
+    with unsharded(hypernet):
+        lora = hypernet.join(chunks, one_each).detach() if include_bias else chunks
+    if rank_budget is not None and lora.rank > rank_budget:
+        lora = lora.compress(rank_budget)
+    return lora
+
+
 def _encoder_settings(encoder: ContextEncoder, encoder_model_name: str | None) -> dict[str, Any]:
-    return {"mode": encoder.mode, "n_layers": encoder.n_layers, "model": encoder_model_name}
+    kind = "vlm" if isinstance(encoder, VLMContextEncoder) else "causal_lm"
+    return {
+        "mode": encoder.mode,
+        "n_layers": encoder.n_layers,
+        "model": encoder_model_name,
+        "kind": kind,
+        "layer_map": encoder.layer_map,
+        "layer_ids": list(encoder.layer_ids),
+    }
 
 
 class DocToLoRA:
@@ -145,6 +190,7 @@ class DocToLoRA:
         chunk_length: int | None = None,
         rank_budget: int | None = None,
         system_prompt: str | None = None,
+        encoder_tokenizer: Any = None,
     ) -> None:
         self.base_model = base_model
         self.tokenizer = tokenizer
@@ -155,6 +201,7 @@ class DocToLoRA:
         self.chunk_length = chunk_length
         self.rank_budget = rank_budget
         self.system_prompt = system_prompt
+        self.encoder_tokenizer = encoder_tokenizer if encoder_tokenizer is not None else tokenizer
 
     @property
     def spec(self) -> LoRASpec:
@@ -177,12 +224,26 @@ class DocToLoRA:
         return internalize_documents(
             self.encoder,
             self.hypernet,
-            self.tokenizer,
+            self.encoder_tokenizer,
             docs,
             self.chunk_length if chunk_length is None else chunk_length,
             self.rank_budget if rank_budget is None else rank_budget,
             progress=True,
             system=self.system_prompt,
+            include_bias=include_bias,
+        )
+
+    def internalize_images(
+        self, images: Any, rank_budget: int | None = None, include_bias: bool = True
+    ) -> LoRABatch:
+        """One adapter per image (paths, PIL images or arrays), read by the VLM context encoder; the text-only
+        base then answers about each image without seeing it."""
+        return internalize_images(
+            self.encoder,
+            self.hypernet,
+            images,
+            self.rank_budget if rank_budget is None else rank_budget,
+            system="" if self.system_prompt is None else self.system_prompt,
             include_bias=include_bias,
         )
 
@@ -215,6 +276,7 @@ class DocToLoRA:
             module.chunk_length,
             module.rank_budget,
             getattr(module, "system_prompt", None),
+            getattr(module, "encoder_tokenizer", None),
         )
 
     def config_dict(self) -> dict[str, Any]:
@@ -294,12 +356,16 @@ class DocToLoRA:
                 f"{saved_spec.shapes}) than {name!r} ({spec.n_layers} layers, shapes {spec.shapes})."
             )
         enc = cfg["encoder"]
-        enc_model = model
-        if enc.get("model"):
-            enc_model, _ = load_base_model(enc["model"], attn_implementation, dtype, device=device)
         n_out = spec.n_layers if enc["mode"] == "per_layer" else None
         early = enc["n_layers"] if enc["mode"] == "early_exit" else None
-        encoder = ContextEncoder(enc_model, enc["mode"], n_layers=early, n_out_layers=n_out)
+        layer_map = enc.get("layer_map", "even")  # dirs saved before layer maps existed used "even"
+        enc_tokenizer = tokenizer
+        if enc.get("model"):  # a separate encoder (a causal LM or a VLM) loads by itself
+            encoder, enc_tokenizer = load_context_encoder(
+                enc["model"], enc["mode"], early, n_out, layer_map, attn_implementation, dtype, device
+            )
+        else:
+            encoder = ContextEncoder(model, enc["mode"], early, n_out, layer_map)
         hcfg = DocToLoRAHypernetConfig.from_dict(cfg["hypernet"])
         if hcfg.input_dim != encoder.hidden_size:
             raise ValueError(
@@ -323,4 +389,5 @@ class DocToLoRA:
             cfg.get("chunk_length"),
             cfg.get("rank_budget"),
             cfg.get("system_prompt"),  # absent in dirs saved before it existed: the template's default
+            enc_tokenizer,
         )

@@ -152,10 +152,15 @@ def _word_counts(tokenizer: Any, words: list[str]) -> list[int]:
 
 
 def _filler_words(
-    tokenizer: Any, haystack: str = "repeat", rng: random.Random | None = None, n_tokens: int = 0
+    tokenizer: Any,
+    haystack: str = "repeat",
+    rng: random.Random | None = None,
+    n_tokens: int = 0,
+    sentences: tuple[str, ...] | None = None,
 ) -> tuple[list[str], list[int]]:
     """Words of the haystack text and their token counts: the repeated filler paragraph, or (``prose``) the
-    varied sentences shuffled by ``rng``, reshuffled each pass, enough of them for ``n_tokens``."""
+    varied sentences (``sentences``, default :data:`PROSE_SENTENCES`) shuffled by ``rng``, reshuffled each
+    pass, enough of them for ``n_tokens``."""
     if haystack not in HAYSTACKS:
         raise ValueError(f"Unknown haystack {haystack!r}: use one of {HAYSTACKS}.")
     if haystack == "repeat":
@@ -165,7 +170,7 @@ def _filler_words(
     words: list[str] = []
     counts: list[int] = []
     while sum(counts) < n_tokens + 64 or not words:
-        order = list(PROSE_SENTENCES)
+        order = list(sentences or PROSE_SENTENCES)
         rng.shuffle(order)
         more = " ".join(order).split()
         words += more
@@ -206,13 +211,15 @@ def make_niah_example(
     rng: random.Random,
     number: int | None = None,
     haystack: str = "repeat",
+    sentences: tuple[str, ...] | None = None,
 ) -> NIAHExample:
     """A haystack of about ``n_tokens`` tokens (measured with ``tokenizer``) with the needle at ``depth`` in [0, 1].
 
     The filler paragraph repeats; the needle goes at the sentence boundary nearest the requested depth; the
     number is drawn from ``rng`` unless given. The measured token count is usually exact and always within
     one filler word of the target (the needle alone when ``n_tokens`` is shorter than it). ``haystack="prose"``
-    builds the haystack from varied sentences (:data:`PROSE_SENTENCES`, shuffled) instead of the filler.
+    builds the haystack from varied sentences (``sentences``, default :data:`PROSE_SENTENCES`, shuffled)
+    instead of the filler; training draws its prose from a disjoint set so the evaluation prose stays unseen.
     """
     if n_tokens < 1:
         raise ValueError(f"n_tokens must be >= 1, got {n_tokens}.")
@@ -222,7 +229,7 @@ def make_niah_example(
     if not 1000 <= number <= 9999:
         raise ValueError(f"The magic number must have 4 digits, got {number}.")
     needle = needle_sentence(number)
-    words, counts = _filler_words(tokenizer, haystack, rng, n_tokens)
+    words, counts = _filler_words(tokenizer, haystack, rng, n_tokens, sentences)
     starts = [k for k in range(len(words)) if k == 0 or words[k - 1].endswith(".")]
     start = rng.choice(starts) if haystack == "repeat" else 0
     filler, _ = _fill(words, counts, start, n_tokens - _count(tokenizer, " " + needle))

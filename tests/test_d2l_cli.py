@@ -154,7 +154,7 @@ def test_ask_prints_answer_time_and_sizes(trained, tmp_path, capsys):
         ("latin1", "not valid UTF-8"),
         ("missing", "document file not found"),
         ("no_model", "No model directory or shipped model named"),
-        ("ask_without_doc", "the following arguments are required: --doc"),
+        ("ask_without_doc", "one of the arguments --doc --image is required"),
         ("export_missing", "checkpoint file not found"),
         ("bad_budget", "--rank-budget must be >= 1"),
     ],

@@ -259,3 +259,27 @@ def test_worker_processes_give_the_same_batches(tiny_llama_dir):
     assert len(ref) == len(par) == 2
     for a, b in zip(ref, par):
         assert a["doc_ids"] == b["doc_ids"] and torch.equal(a["ctx_input_ids"], b["ctx_input_ids"])
+
+
+def test_prose_training_haystacks_use_sentences_the_evaluation_never_shows(tiny_llama_dir):
+    from lora_hyper.data_modules.niah_prose import TRAIN_PROSE_SENTENCES
+    from lora_hyper.data_modules.niah_protocol import FILLER, PROSE_SENTENCES
+
+    train_first = {s.split()[1] for s in TRAIN_PROSE_SENTENCES}
+    eval_first = {" ".join(s.split()[:4]) for s in PROSE_SENTENCES}
+    prose = make_dm(tiny_llama_dir, prose_prob=1.0).train_dataset()
+    for i in range(10):
+        it = prose[i]
+        assert it.meta["prose"] and needle_sentence(int(it.qas[0][1])) in it.context
+        assert FILLER.split(".")[0] not in it.context
+        assert not any(start in it.context for start in eval_first)
+        assert train_first & set(it.context.split())
+    default = make_dm(tiny_llama_dir).train_dataset()  # prose_prob 0: the same haystacks as before it existed
+    zero = make_dm(tiny_llama_dir, prose_prob=0.0).train_dataset()
+    assert [default[i].context for i in range(5)] == [zero[i].context for i in range(5)]
+    assert not any(default[i].meta["prose"] for i in range(20))
+    mixed = make_dm(tiny_llama_dir, prose_prob=0.3).train_dataset()
+    frac = sum(mixed[i].meta["prose"] for i in range(200)) / 200
+    assert 0.2 < frac < 0.4
+    with pytest.raises(ValueError, match="prose_prob"):
+        NIAHDataModule("x", prose_prob=1.5)

@@ -39,6 +39,8 @@ def test_the_recipe_set():
         "t2l/oracle_loras_smollm2_builtin.yaml",
         "t2l/sft_mistral7b_sni.yaml",
         "t2l/sft_gemma2_2b_sni.yaml",
+        "vlm/imagenette_gemma3_4b.yaml",
+        "vlm/imagenette_smoke_cpu.yaml",
     }
     assert len(STRATEGIES) == 3
 
@@ -53,6 +55,8 @@ def test_recipe_parses_and_overrides_reach_interpolated_values(recipe, capsys):
     assert cfg["model"]["init_args"]["base_model"] == "/tmp/other-model"
     if "base_model" in cfg["data"]["init_args"]:
         assert cfg["data"]["init_args"]["base_model"] == "/tmp/other-model"
+    if cfg["model"]["init_args"].get("encoder_model"):  # the encoder reaches the data module the same way
+        assert cfg["data"]["init_args"]["encoder_model"] == cfg["model"]["init_args"]["encoder_model"]
     assert cfg["trainer"]["max_steps"] > 0
 
 

@@ -176,6 +176,11 @@ class DocToLoRAHypernet(nn.Module):
                 names.add(name)
         return names
 
+    def warm_start_optional(self) -> set[str]:
+        """Parameters a warm-start source may lack (they keep their init): the chunk gate, which starts open,
+        so a gate can be added to a model trained without one."""
+        return {name for name, _ in self.named_parameters() if name.startswith("gate.")}
+
     def chunk_lora(self, features: Tensor, mask: Tensor) -> LoRABatch:
         """One adapter per chunk (no bias block): rank ``r``."""
         z = self.latents(features, mask)

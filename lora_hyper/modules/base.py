@@ -50,6 +50,8 @@ class HypernetModule(L.LightningModule):
         schedule: ``cosine``, ``linear`` or ``constant`` after warm-up.
         attn_implementation: ``auto`` (flash-attention 2 on CUDA when installed, else sdpa), ``sdpa``, ``eager``.
         base_dtype: dtype of the frozen base (``auto``: bf16 on CUDA, fp32 on CPU).
+        init_from: start the hypernetwork from these weights (a Lightning ``.ckpt``, a saved model directory or
+            a shipped name) with a fresh optimiser and schedule; a ``--ckpt_path`` resume still wins.
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class HypernetModule(L.LightningModule):
         schedule: str = "cosine",
         attn_implementation: str = "auto",
         base_dtype: str = "auto",
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         check_training_args(base_model, lr, weight_decay, warmup)
@@ -71,6 +74,7 @@ class HypernetModule(L.LightningModule):
         self.schedule = schedule
         self.attn_implementation = attn_implementation
         self.base_dtype = base_dtype
+        self.init_from = init_from
         self.base_model: torch.nn.Module | None = None
         self.tokenizer: Any = None
 
@@ -84,6 +88,15 @@ class HypernetModule(L.LightningModule):
             self.base_model_name, self.attn_implementation, self.base_dtype, device=device
         )
 
+    def warm_start(self) -> None:
+        """Load ``init_from`` into the freshly built hypernetwork (call at the end of ``configure_model``).
+
+        Runs before Lightning restores a ``ckpt_path``, so an exact resume still overrides it."""
+        if self.init_from:
+            from lora_hyper.modules.init_from import load_into
+
+            load_into(self.hypernet, self.init_from)
+
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
@@ -92,6 +105,10 @@ class HypernetModule(L.LightningModule):
         hypernet = getattr(self, "hypernet", None)
         names = hypernet.no_weight_decay() if hasattr(hypernet, "no_weight_decay") else set()
         return {id(p) for n, p in hypernet.named_parameters() if n in names} if names else set()
+
+    def lr_multipliers(self) -> dict[int, float]:
+        """Per-parameter learning-rate multipliers by ``id`` (default none); the schedule scales every group."""
+        return {}
 
     def lm_logits(
         self, lora: LoRABatch, batch: dict[str, Tensor], adapter_index: Tensor | None = None
@@ -118,10 +135,16 @@ class HypernetModule(L.LightningModule):
         if not params:
             raise RuntimeError("No trainable parameters: was the hypernetwork built in configure_model?")
         exempt = self.no_weight_decay_parameters()
-        decay = [p for p in params if p.dim() >= 2 and id(p) not in exempt]
-        no_decay = [p for p in params if p.dim() < 2 or id(p) in exempt]
+        multipliers = self.lr_multipliers()
+        groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
+        for p in params:
+            decays = p.dim() >= 2 and id(p) not in exempt
+            groups.setdefault((decays, multipliers.get(id(p), 1.0)), []).append(p)
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [
+                {"params": ps, "weight_decay": self.weight_decay if decays else 0.0, "lr": self.lr * mult}
+                for (decays, mult), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))
+            ],
             lr=self.lr,
         )
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1000

@@ -9,9 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lora_hyper.base_model import load_base_model, native_window
+from lora_hyper.base_model import native_window
 from lora_hyper.context_encoder import ContextEncoder
-from lora_hyper.doc_to_lora import internalize_documents
+from lora_hyper.doc_to_lora import internalize_documents, internalize_images
+from lora_hyper.encoder_models import load_context_encoder
 from lora_hyper.generation import generate_answers
 from lora_hyper.hypernets.d2l import DocToLoRAHypernet, DocToLoRAHypernetConfig, group_sizes
 from lora_hyper.lora import LoRABatch, LoRASpec
@@ -44,7 +45,14 @@ class DocToLoRAModule(HypernetModule):
         scale: LoRA scale (default ``2 * rank**1.5``, the reference's alpha used directly).
         encoder_mode: ``per_layer`` (activation l feeds layer l's adapter) or ``early_exit``.
         encoder_layers: ``early_exit`` depth (default a quarter of the encoder's layers).
-        encoder_model: a separate frozen encoder model (any width); default: the base model itself.
+        encoder_model: a separate frozen context encoder (hub name, local dir or packaged alias; any width and
+            depth): a causal LM, or a vision-language model whose language model reads the text contexts in
+            training and images at evaluation (``internalize_images``). Default: the base model itself. The data
+            module must tokenize contexts with this encoder's tokenizer (its ``encoder_model`` argument).
+        encoder_layer_map: with ``per_layer`` and an encoder of another depth, which encoder activation feeds
+            which base layer: ``even`` (spread over the encoder), ``nearest`` (same relative depth), ``first``
+            (the first L activations, the reference's Gemma-3-4b -> Gemma-2-2b setting) or a list of encoder
+            layer ids, one per base layer (see ``lora_hyper.layer_map``). ``early_exit`` takes any depth.
         latent_dim: Perceiver latent width.
         n_latents: learned latent queries.
         n_blocks: Perceiver blocks.
@@ -55,6 +63,8 @@ class DocToLoRAModule(HypernetModule):
         bias_rank: rank of the learned context-free bias adapter (default: ``rank``; 0: none).
         head_init: ``reference`` (small heads, std ``0.5/sqrt(latent + (d_in+d_out)*r)``) or ``fan_in``.
         chunk_gate: learned per-chunk relevance gate multiplied into A (its mean is logged as ``chunk_gate``).
+        gate_lr_multiplier: learning-rate multiplier of the gate's parameters (a warm start at a low learning
+            rate needs a fast gate: it must move its logit by several units).
         objective: ``ce`` (gold answers) or ``distill`` (teacher = base with the document in the prompt).
         distill_top_k: teacher tokens kept per answer position in ``distill``.
         l1_weight: weight of the reference's L1 penalty on the generated factors (``mean|A| + mean|B|`` of each
@@ -74,6 +84,8 @@ class DocToLoRAModule(HypernetModule):
         schedule: ``cosine``, ``linear`` or ``constant`` after warm-up.
         attn_implementation: ``auto`` (flash-attention 2 on CUDA when installed, else sdpa), ``sdpa``, ``eager``.
         base_dtype: dtype of the frozen base (``auto``: bf16 on CUDA, fp32 on CPU).
+        init_from: start the hypernetwork from these weights (a Lightning ``.ckpt``, a saved model directory or
+            a shipped name) with a fresh optimiser and schedule; a ``--ckpt_path`` resume still wins.
         system_prompt: system message of chunk wrappers and questions (``""``: an empty one, as the
             reference; ``None``: the chat template's default). The data module must use the same.
     """
@@ -97,6 +109,7 @@ class DocToLoRAModule(HypernetModule):
         bias_rank: int | None = None,
         head_init: str = "reference",
         chunk_gate: bool = False,
+        gate_lr_multiplier: float = 1.0,
         objective: str = "ce",
         distill_top_k: int = 16,
         l1_weight: float = 0.0,
@@ -112,8 +125,12 @@ class DocToLoRAModule(HypernetModule):
         attn_implementation: str = "auto",
         base_dtype: str = "auto",
         system_prompt: str | None = "",
+        init_from: str | None = None,
+        encoder_layer_map: str | list[int] = "even",
     ) -> None:
-        super().__init__(base_model, lr, weight_decay, warmup, schedule, attn_implementation, base_dtype)
+        super().__init__(
+            base_model, lr, weight_decay, warmup, schedule, attn_implementation, base_dtype, init_from
+        )
         check_lora_args(targets, rank)
         positive(chunk_length, "chunk_length")
         positive(rank_budget, "rank_budget")
@@ -121,6 +138,7 @@ class DocToLoRAModule(HypernetModule):
             ("l1_weight", l1_weight),
             ("l1_start_step", l1_start_step),
             ("l1_ramp_steps", l1_ramp_steps),
+            ("gate_lr_multiplier", gate_lr_multiplier),
         ):
             if value < 0:
                 raise InputError(f"{name} must be >= 0, got {value!r}.")
@@ -135,6 +153,11 @@ class DocToLoRAModule(HypernetModule):
         self.encoder_mode = encoder_mode
         self.encoder_layers = encoder_layers
         self.encoder_model = encoder_model
+        self.encoder_layer_map = (
+            encoder_layer_map if isinstance(encoder_layer_map, str) else list(encoder_layer_map)
+        )
+        self.encoder_tokenizer: Any = None
+        self._ctx_ids_checked = False
         self.hypernet_config_kwargs = dict(
             latent_dim=latent_dim,
             n_latents=n_latents,
@@ -147,6 +170,7 @@ class DocToLoRAModule(HypernetModule):
             head_init=head_init,
             chunk_gate=chunk_gate,
         )
+        self.gate_lr_multiplier = gate_lr_multiplier
         self.system_prompt = system_prompt
         self.objective = objective
         self.distill_top_k = distill_top_k
@@ -169,23 +193,40 @@ class DocToLoRAModule(HypernetModule):
         per_layer = self.encoder_mode == "per_layer"
         n_out = spec.n_layers if per_layer else None
         if self.encoder_model is None:
-            encoder = ContextEncoder(self.base_model, self.encoder_mode, self.encoder_layers, n_out)
+            encoder = ContextEncoder(
+                self.base_model, self.encoder_mode, self.encoder_layers, n_out, self.encoder_layer_map
+            )
             # Shared with the base: keep it out of the module tree so the weights are not registered twice.
             object.__setattr__(self, "context_encoder", encoder)
+            self.encoder_tokenizer = self.tokenizer
         else:
             device = self.device if self.device.type != "meta" else None
-            enc_model, _ = load_base_model(
-                self.encoder_model, self.attn_implementation, self.base_dtype, device=device
+            self.context_encoder, self.encoder_tokenizer = load_context_encoder(
+                self.encoder_model,
+                self.encoder_mode,
+                self.encoder_layers,
+                n_out,
+                self.encoder_layer_map,
+                self.attn_implementation,
+                self.base_dtype,
+                device,
             )
-            self.context_encoder = ContextEncoder(enc_model, self.encoder_mode, self.encoder_layers, n_out)
         config = DocToLoRAHypernetConfig(
             input_dim=self.context_encoder.hidden_size,
             per_layer_input=per_layer,
             **self.hypernet_config_kwargs,
         )
         self.hypernet = DocToLoRAHypernet(config, spec)
+        self.warm_start()
         if self.device_mesh is not None:  # Lightning ModelParallelStrategy: FSDP2
             shard_fsdp2(self.hypernet, self.device_mesh)
+
+    def lr_multipliers(self) -> dict[int, float]:
+        """The chunk gate learns at ``gate_lr_multiplier`` times the learning rate."""
+        gate = getattr(self.hypernet, "gate", None)
+        if gate is None or self.gate_lr_multiplier == 1.0:
+            return {}
+        return {id(p): float(self.gate_lr_multiplier) for p in gate.parameters()}
 
     def train(self, mode: bool = True) -> DocToLoRAModule:
         """Train mode for the hypernetwork only: the frozen base and encoder always stay in eval mode."""
@@ -208,6 +249,8 @@ class DocToLoRAModule(HypernetModule):
     # ------------------------------------------------------------------ training
     def chunk_adapters(self, batch: dict[str, Any]) -> LoRABatch:
         """One rank-``r`` adapter per chunk of a Doc-to-LoRA batch (all chunks encoded in one pass), no bias."""
+        if not self._ctx_ids_checked:
+            self.check_context_ids(batch["ctx_input_ids"])
         feats, mask = self.context_encoder(batch["ctx_input_ids"], batch["ctx_attention_mask"])
         return self.hypernet(feats, mask, join=False)
 
@@ -249,6 +292,18 @@ class DocToLoRAModule(HypernetModule):
         if self.hypernet.last_gate is not None:
             out["chunk_gate"] = self.hypernet.last_gate.mean()
         return out
+
+    def check_context_ids(self, ctx_input_ids: Tensor) -> None:
+        """Context ids must come from the encoder's tokenizer: ids past its vocabulary are a clear error (checked
+        on the first batch only)."""
+        embeddings = self.context_encoder.model.get_input_embeddings()
+        top = int(ctx_input_ids.max()) if ctx_input_ids.numel() else 0
+        if top >= embeddings.num_embeddings:
+            raise InputError(
+                f"context token id {top} is past the encoder's vocabulary ({embeddings.num_embeddings}): the data "
+                f"module tokenized contexts for another model; set its encoder_model to {self.encoder_model!r}."
+            )
+        self._ctx_ids_checked = True
 
     def current_l1_weight(self) -> float:
         """The L1 weight at this optimizer step (``l1_start_step`` and ``l1_ramp_steps`` applied)."""
@@ -313,12 +368,28 @@ class DocToLoRAModule(HypernetModule):
             return internalize_documents(
                 self.context_encoder,
                 self.hypernet,
-                self.tokenizer,
+                self.encoder_tokenizer,
                 docs,
                 self.chunk_length if chunk_length is None else chunk_length,
                 self.rank_budget if rank_budget is None else rank_budget,
                 system=self.system_prompt,
                 include_bias=include_bias,
+            )
+
+    def internalize_images(
+        self, images: Any, rank_budget: int | None = None, include_bias: bool = True, batch_size: int = 8
+    ) -> LoRABatch:
+        """One adapter per image (paths, PIL images or arrays), read by a VLM context encoder as a user turn
+        holding only the image; needs ``encoder_model`` to be a vision-language model."""
+        with self._precision_context():
+            return internalize_images(
+                self.context_encoder,
+                self.hypernet,
+                images,
+                self.rank_budget if rank_budget is None else rank_budget,
+                batch_size,
+                "" if self.system_prompt is None else self.system_prompt,
+                include_bias,
             )
 
     def generate(

@@ -88,6 +88,8 @@ class TextToLoRAModule(HypernetModule):
         schedule: ``linear``, ``cosine`` or ``constant`` after warm-up.
         attn_implementation: ``auto`` (flash-attention 2 on CUDA when installed, else sdpa), ``sdpa``, ``eager``.
         base_dtype: dtype of the frozen base (``auto``: bf16 on CUDA, fp32 on CPU).
+        init_from: start the hypernetwork from these weights (a Lightning ``.ckpt``, a saved model directory or
+            a shipped name) with a fresh optimiser and schedule; a ``--ckpt_path`` resume still wins.
     """
 
     def __init__(
@@ -116,8 +118,11 @@ class TextToLoRAModule(HypernetModule):
         schedule: str = "linear",
         attn_implementation: str = "auto",
         base_dtype: str = "auto",
+        init_from: str | None = None,
     ) -> None:
-        super().__init__(base_model, lr, weight_decay, warmup, schedule, attn_implementation, base_dtype)
+        super().__init__(
+            base_model, lr, weight_decay, warmup, schedule, attn_implementation, base_dtype, init_from
+        )
         check_lora_args(targets, rank)
         if objective not in OBJECTIVES:
             raise ValueError(f"Unknown objective {objective!r}: use one of {OBJECTIVES}.")
@@ -179,6 +184,7 @@ class TextToLoRAModule(HypernetModule):
         self.hypernet = TextToLoRAHypernet(config)
         if residual is not None:
             self.hypernet.set_residual(residual)
+        self.warm_start()
         if hp.zscore:
             self.register_buffer("zscore_fitted", torch.zeros((), dtype=torch.long))
 

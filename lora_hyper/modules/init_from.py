@@ -1,0 +1,71 @@
+"""Warm start: the hypernetwork weights of a Lightning checkpoint, a saved model directory or a shipped name.
+
+Used by ``init_from`` on the hypernetwork modules to continue a run with a new optimiser and schedule (a new
+learning rate, a new data mix), which an exact ``--ckpt_path`` resume cannot do: it restores the old schedule.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+WEIGHT_FILES = ("hypernet.safetensors", "t2l_model.safetensors")
+
+
+def hypernet_state(source: str | os.PathLike) -> dict[str, Tensor]:
+    """The ``hypernet`` state dict (keys relative to the hypernetwork) stored in ``source``.
+
+    ``source`` is a Lightning ``.ckpt`` (read with ``weights_only=True``), a directory written by
+    ``save_pretrained``, or the name of a shipped model.
+    """
+    path = Path(source).expanduser()
+    if path.is_file():
+        if path.suffix != ".ckpt":
+            raise ValueError(
+                f"init_from={str(source)!r} is a file but not a Lightning .ckpt: give a checkpoint, a directory "
+                "written by save_pretrained, or a shipped model name."
+            )
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        state = ckpt.get("state_dict", {})
+        out = {k[len("hypernet.") :]: v for k, v in state.items() if k.startswith("hypernet.")}
+        if not out:
+            raise ValueError(f"init_from={str(source)!r}: the checkpoint holds no hypernet.* weights.")
+        return out
+    from safetensors.torch import load_file
+
+    from lora_hyper.pretrained import resolve_model_dir
+
+    directory = resolve_model_dir(source)
+    for name in WEIGHT_FILES:
+        if (directory / name).is_file():
+            return load_file(str(directory / name))
+    raise FileNotFoundError(
+        f"init_from={str(source)!r}: {directory} holds none of {', '.join(WEIGHT_FILES)}; "
+        "give a directory written by save_pretrained."
+    )
+
+
+def load_into(hypernet: torch.nn.Module, source: str | os.PathLike) -> None:
+    """Copy the weights of ``source`` into ``hypernet`` (cast to its dtypes); every key must match, except
+    those the hypernetwork lists in ``warm_start_optional()`` (new parts that start neutral, e.g. a chunk gate)."""
+    state = hypernet_state(source)
+    own = hypernet.state_dict()
+    optional = hypernet.warm_start_optional() if hasattr(hypernet, "warm_start_optional") else set()
+    missing = sorted(set(own) - set(state) - set(optional))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        detail = "; ".join(
+            f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", wrong))
+            if keys
+        )
+        raise ValueError(
+            f"init_from={str(source)!r} does not fit this hypernetwork ({detail}): use the same hypernetwork "
+            "settings as the run that wrote it."
+        )
+    kept = {k: own[k] for k in set(optional) - set(state)}
+    hypernet.load_state_dict({**kept, **{k: v.to(own[k].dtype) for k, v in state.items()}}, strict=True)

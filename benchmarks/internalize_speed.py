@@ -23,9 +23,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import time_call, write_result  # noqa: E402
 
-from lora_hyper.chunking import encode_documents  # noqa: E402
+from lora_hyper.api.doc_to_lora import DocToLoRA  # noqa: E402
 from lora_hyper.data_modules.niah_protocol import niah_examples  # noqa: E402
-from lora_hyper.doc_to_lora import DocToLoRA  # noqa: E402
+from lora_hyper.encoders.chunking import encode_documents  # noqa: E402
 
 
 def main() -> None:

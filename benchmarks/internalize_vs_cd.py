@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import sync, write_result  # noqa: E402
 
+from lora_hyper.api.doc_to_lora import DocToLoRA  # noqa: E402
 from lora_hyper.base_model import load_base_model  # noqa: E402
 from lora_hyper.data_modules.collate import collate_lm, lm_example  # noqa: E402
 from lora_hyper.data_modules.doc_batch import context_prompt  # noqa: E402
@@ -36,7 +37,6 @@ from lora_hyper.data_modules.niah_protocol import (  # noqa: E402
     extract_number,
     niah_examples,
 )
-from lora_hyper.doc_to_lora import DocToLoRA  # noqa: E402
 from lora_hyper.generation import generate_answers  # noqa: E402
 
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import time_call  # noqa: E402
 
 from lora_hyper.data_modules.collate import chat_prompt_ids  # noqa: E402
-from lora_hyper.task_encoder import (  # noqa: E402
+from lora_hyper.encoders.task import (  # noqa: E402
     BASE_ENCODER,
     DEFAULT_ENCODER,
     TaskEncoder,

@@ -58,11 +58,11 @@ from t2l_report import (  # noqa: E402
 from lora_hyper.data_modules.lora_library import LoRALibraryDataModule  # noqa: E402
 from lora_hyper.data_modules.task_corpus import TaskCorpus, score  # noqa: E402
 from lora_hyper.data_modules.task_sampler import TaskCorpusDataModule, description_prompt  # noqa: E402
+from lora_hyper.encoders.task import BASE_ENCODER, DEFAULT_ENCODER, packaged_minilm_dir  # noqa: E402
 from lora_hyper.generation import generate_answers  # noqa: E402
 from lora_hyper.lora import LoRABatch, load_peft  # noqa: E402
 from lora_hyper.modules.finetune import LoRAFinetuneModule  # noqa: E402
 from lora_hyper.modules.t2l import TextToLoRAModule  # noqa: E402
-from lora_hyper.task_encoder import BASE_ENCODER, DEFAULT_ENCODER, packaged_minilm_dir  # noqa: E402
 
 BASE = "smollm2-135m-instruct"
 SHOTS = 3

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from lora_hyper.chunking import encode_documents
+from lora_hyper.encoders.chunking import encode_documents
 
 from .collate import collate_lm, lm_example
 

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .doc_batch import DocItem, DocQACollator, sample_n_chunks
+from .hf_datasets import load_split
 from .niah_protocol import example_rng
 from .stateful import ResumableDataLoader
 
@@ -74,15 +75,7 @@ def read_jsonl(path: str | Path) -> list[DocItem]:
 
 def load_datasets_split(spec: str | dict[str, Any], split: str) -> list[DocItem]:
     """Records of one split of a Hugging Face ``datasets`` spec (a hub name or ``load_dataset`` kwargs)."""
-    try:
-        import datasets
-    except ImportError:
-        raise ImportError(
-            "Loading a `datasets` spec needs the datasets package: pip install datasets"
-        ) from None
-    kwargs = {"path": spec} if isinstance(spec, str) else dict(spec)
-    name = kwargs.get("path", "dataset")
-    rows = datasets.load_dataset(**kwargs, split=split)
+    rows, name = load_split(spec, split)
     items = [parse_record(dict(r), f"{name}[{split}] row {i}") for i, r in enumerate(rows)]
     if not items:
         raise ValueError(f"{name}[{split}]: no records.")
@@ -243,7 +236,7 @@ class DocumentQADataModule(L.LightningDataModule):
 
             self.tokenizer = load_tokenizer(self.base_model)
         if self.ctx_tokenizer is None:
-            from lora_hyper.encoder_models import load_encoder_tokenizer
+            from lora_hyper.encoders.models import load_encoder_tokenizer
 
             self.ctx_tokenizer = (
                 load_encoder_tokenizer(self.encoder_model) if self.encoder_model else self.tokenizer

@@ -20,6 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 from lora_hyper.image_protocol import IMAGENETTE_ALIASES, IMAGENETTE_CLASSES
 from lora_hyper.images import load_image
 
+from .hf_datasets import load_split
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 FOLDER_SPLITS = {"train": "train", "val": "val", "test": "val"}  # Imagenette releases have no test split
 DATASET_SPLITS = {"train": "train", "val": "validation", "test": "validation"}
@@ -75,15 +77,7 @@ def load_image_dataset(
 ) -> tuple[list[ImageItem], list[Any]]:
     """Items and raw class keys (ClassLabel names, else sorted label values) of one split of a ``datasets`` spec
     (a hub name such as ``frgfm/imagenette`` or ``load_dataset`` kwargs such as ``{"path": "imagefolder", ...}``)."""
-    try:
-        import datasets
-    except ImportError:
-        raise ImportError(
-            "Loading a `datasets` spec needs the datasets package: pip install datasets"
-        ) from None
-    kwargs = {"path": spec} if isinstance(spec, str) else dict(spec)
-    rows = datasets.load_dataset(**kwargs, split=split)
-    name = kwargs.get("path", "dataset")
+    rows, name = load_split(spec, split)
     missing = [c for c in (image_column, label_column) if c not in rows.column_names]
     if missing:
         raise ValueError(f"{name}[{split}] has no column {missing[0]!r} (columns: {rows.column_names}).")

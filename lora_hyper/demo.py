@@ -40,9 +40,9 @@ def run(
 ) -> dict[str, object]:
     """Every demo stage; ``model`` is a saved DocToLoRA directory or shipped name (``train``: train the quickstart
     recipe instead). Returns the summary numbers."""
+    from lora_hyper.api.doc_to_lora import DocToLoRA
     from lora_hyper.assets import SAMPLE_DOCUMENT_ANSWER, SAMPLE_DOCUMENT_QUESTION, sample_document_path
     from lora_hyper.base_model import kv_cache_bytes
-    from lora_hyper.doc_to_lora import DocToLoRA
     from lora_hyper.pretrained import resolve_model_dir, shipped_models
 
     if not train and model == SHIPPED and SHIPPED not in shipped_models():
@@ -53,10 +53,12 @@ def run(
         train = True
     if not train:
         model_dir = resolve_model_dir(model or SHIPPED)
-        if not (model_dir / "doc_to_lora.json").is_file():
+        from lora_hyper.saved_model import detect_kind
+
+        if detect_kind(model_dir) != "doc-to-lora":
             raise FileNotFoundError(
-                f"{model_dir} is not a DocToLoRA model directory (no doc_to_lora.json): pass a folder written by "
-                "save_pretrained, a shipped name, or --train to train one."
+                f"{model_dir} is not a Doc-to-LoRA model directory: pass a folder written by save_pretrained, a "
+                "shipped name, or --train to train one."
             )
         print(f"[demo] 1-2/4 using the trained model {model_dir} (no training)", flush=True)
         train_seconds, niah = 0.0, None
@@ -82,7 +84,7 @@ def run(
     dtype_bytes = next(d2l.base_model.parameters()).element_size()
     kv = kv_cache_bytes(d2l.base_model.config, n_tokens, dtype_bytes)
     if niah is None:  # the trained model's accuracy, measured here (one bin past the native window)
-        from lora_hyper.callbacks.niah import evaluate_niah
+        from lora_hyper.niah_eval import evaluate_niah
 
         bins = " / ".join(str(b) for b in DEMO_BINS)
         print(
@@ -110,7 +112,7 @@ def run(
 
 def text_to_lora_demo(model: str = SHIPPED_T2L) -> list[dict[str, object]]:
     """The shipped Text-to-LoRA: each demo description -> one adapter -> answers, beside the base model's."""
-    from lora_hyper.text_to_lora import TextToLoRA
+    from lora_hyper.api.text_to_lora import TextToLoRA
 
     print(f"[demo] Text-to-LoRA {model}: a task description in, an adapter out, answers with it", flush=True)
     t2l = TextToLoRA.from_pretrained(model)
@@ -158,7 +160,7 @@ def train_and_export(out: Path, max_steps: int | None) -> tuple[Path, float]:
 
 def summary(r: dict) -> str:
     """The printed summary of a demo run."""
-    from lora_hyper.commands.ask import human_bytes
+    from lora_hyper.commands.common import human_bytes
 
     lines = ["", "=" * 72, "Doc-to-LoRA demo summary", "=" * 72]
     if r["train_seconds"]:

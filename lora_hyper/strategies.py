@@ -2,34 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from torch import nn
 from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
 DEFAULT_WRAP_SUFFIXES = ("DecoderLayer",)
-DEFAULT_WRAP_CLASSES = ("DocToLoRAHypernet", "TextToLoRAHypernet")
 
 
 class DecoderLayerWrapPolicy(ModuleWrapPolicy):
     """FSDP1 auto-wrap: every decoder layer of the base model (class name ending in ``DecoderLayer``, e.g.
-    ``LlamaDecoderLayer``, ``Gemma2DecoderLayer``) and the hypernetwork get their own FSDP unit.
+    ``LlamaDecoderLayer``, ``Gemma2DecoderLayer``) and every module that declares ``fsdp_unit = True`` (the
+    hypernetworks do) get their own FSDP unit.
 
-    Classes are matched by name when wrapping, so one recipe serves every base model.
+    Classes are matched when wrapping, so one recipe serves every base model.
 
     Args:
         suffixes: wrap modules whose class name ends with one of these.
-        class_names: also wrap modules whose class name is one of these (the hypernetworks by default).
+        class_names: also wrap modules whose class name is one of these.
     """
 
     def __init__(self, suffixes: list[str] | None = None, class_names: list[str] | None = None) -> None:
         super().__init__(set())
         self.suffixes = tuple(suffixes) if suffixes else DEFAULT_WRAP_SUFFIXES
-        self.class_names = tuple(class_names) if class_names is not None else DEFAULT_WRAP_CLASSES
+        self.class_names = tuple(class_names or ())
 
     def matches(self, module: nn.Module) -> bool:
         name = type(module).__name__
-        return name in self.class_names or name.endswith(self.suffixes)
+        return (
+            bool(getattr(module, "fsdp_unit", False))
+            or name in self.class_names
+            or name.endswith(self.suffixes)
+        )
 
     def resolve(self, root: nn.Module) -> set[type[nn.Module]]:
         """The concrete module classes under ``root`` that this policy wraps."""
@@ -62,3 +68,17 @@ def shard_fsdp2(module: nn.Module, device_mesh: Any) -> nn.Module:
     if "data_parallel" in names:
         mesh = mesh["data_parallel"]
     return fully_shard(module, mesh=mesh)
+
+
+@contextlib.contextmanager
+def unsharded(module: nn.Module) -> Iterator[nn.Module]:
+    """Gather an FSDP2 (``fully_shard``) module's parameters for direct use; a no-op for plain modules."""
+    unshard = getattr(module, "unshard", None)
+    if unshard is None:
+        yield module
+        return
+    unshard()
+    try:
+        yield module
+    finally:
+        module.reshard()

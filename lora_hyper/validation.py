@@ -12,10 +12,6 @@ from pathlib import Path
 from typing import Any
 
 CONTROL_FRACTION = 0.10  # documents with more control characters than this are binary, not text
-MODEL_KINDS = {
-    "doc-to-lora": ("doc_to_lora.json", "hypernet.safetensors", "Doc-to-LoRA"),
-    "text-to-lora": ("t2l_config.json", "t2l_model.safetensors", "Text-to-LoRA"),
-}
 
 
 class InputError(ValueError):
@@ -86,28 +82,12 @@ def check_model_dir(name_or_dir: str | os.PathLike, kind: str) -> Path:
 
     Names the other kind when a Text-to-LoRA dir is given where a Doc-to-LoRA one is needed, and vice versa.
     """
-    from lora_hyper.pretrained import resolve_model_dir
-
-    config_name, weights_name, label = MODEL_KINDS[kind]
-    try:
-        path = resolve_model_dir(name_or_dir)
-    except FileNotFoundError as e:
-        raise MissingPathError(str(e)) from None
-    except (NotADirectoryError, ValueError) as e:
-        raise InputError(str(e)) from None
-    if not (path / config_name).is_file():
-        for other, (other_config, _, other_label) in MODEL_KINDS.items():
-            if other != kind and (path / other_config).is_file():
-                raise InputError(
-                    f"{path} is a {other_label} model directory; this needs a {label} one ({config_name})."
-                )
-        raise InputError(f"{path} is not a {label} model directory ({config_name} is missing).")
-    if not (path / weights_name).is_file():
-        raise InputError(f"{path} is not a {label} model directory ({weights_name} is missing).")
     from lora_hyper.file_io import read_json_config  # file_io imports this module
+    from lora_hyper.saved_model import KINDS, model_files
 
-    read_json_config(path / config_name, f"{label} config")
-    return path
+    _, config, _ = model_files(name_or_dir, kind)
+    read_json_config(config, f"{KINDS[kind].label} config")
+    return config.parent
 
 
 def check_adapter_count(n_questions: int, n_adapters: int, share_adapters: bool = False) -> None:

@@ -23,11 +23,11 @@ SMALL = dict(rank=4, latent_dim=32, n_latents=4, n_blocks=1, n_heads=4, attn_imp
 @pytest.fixture(scope="module")
 def env(tiny_llama_dir, tmp_path_factory):
     """Model dirs (D2L, T2L, broken ones), documents good and bad, and a tiny D2L recipe."""
-    from lora_hyper.doc_to_lora import DocToLoRA
+    from lora_hyper.api.doc_to_lora import DocToLoRA
+    from lora_hyper.api.text_to_lora import TextToLoRA
     from lora_hyper.modules.d2l import DocToLoRAModule
     from lora_hyper.modules.t2l import TextToLoRAModule
     from lora_hyper.testing import save_tiny_text_encoder
-    from lora_hyper.text_to_lora import TextToLoRA
 
     root = tmp_path_factory.mktemp("bad_inputs")
     os.environ.setdefault("LORA_HYPER_CACHE", str(root / "cache"))
@@ -60,11 +60,11 @@ def env(tiny_llama_dir, tmp_path_factory):
     (docs / "tasks_dupes.txt").write_text("Sort the list.\nSort the list.\n")
     broken_json = root / "broken_json"
     broken_json.mkdir()
-    (broken_json / "doc_to_lora.json").write_text('{"format": "lora-hyper/doc-to-lora",,}')
+    (broken_json / "lora_hyper.json").write_text('{"format": "lora-hyper/doc-to-lora",,}')
     (broken_json / "hypernet.safetensors").write_bytes((d2l / "hypernet.safetensors").read_bytes())
     no_weights = root / "no_weights"
     no_weights.mkdir()
-    (no_weights / "doc_to_lora.json").write_text((d2l / "doc_to_lora.json").read_text())
+    (no_weights / "lora_hyper.json").write_text((d2l / "lora_hyper.json").read_text())
     recipe = yaml.safe_load((ROOT / "recipes" / "quickstart.yaml").read_text())
     recipe["model"]["init_args"].update(base_model=str(tiny_llama_dir), **SMALL, chunk_length=48)
     recipe["data"]["init_args"]["base_model"] = str(tiny_llama_dir)
@@ -192,7 +192,7 @@ CLI_CASES = [
             "--question",
             "q",
         ],
-        "doc_to_lora.json: invalid JSON",
+        "lora_hyper.json: invalid JSON",
     ),
     (
         "ask-question-empty",
@@ -506,7 +506,7 @@ def test_debug_env_shows_the_traceback(env, monkeypatch):
 
 @pytest.fixture(scope="module")
 def d2l(env):
-    from lora_hyper.doc_to_lora import DocToLoRA
+    from lora_hyper.api.doc_to_lora import DocToLoRA
 
     return DocToLoRA.from_pretrained(env["d2l"])
 

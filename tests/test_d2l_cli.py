@@ -57,6 +57,14 @@ def test_fsdp1_policy_wraps_decoder_layers_and_hypernet(tiny_llama):
     names = {c.__name__ for c in policy.resolve(model)}
     assert names == {"LlamaDecoderLayer"}
     assert policy(model.model.layers[0], recurse=False) and not policy(model.model.norm, recurse=False)
+    from lora_hyper.hypernets.d2l import DocToLoRAHypernet
+    from lora_hyper.hypernets.t2l import TextToLoRAHypernet
+
+    class Unit(torch.nn.Module):
+        fsdp_unit = True
+
+    assert policy(Unit(), recurse=False) and DocToLoRAHypernet.fsdp_unit and TextToLoRAHypernet.fsdp_unit
+    assert DecoderLayerWrapPolicy(class_names=["LayerNorm"])(torch.nn.LayerNorm(2), recurse=False)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +85,7 @@ def test_fit_writes_checkpoint_niah_report_and_exports(trained):
     root, model_dir, _ = trained
     csv = (root / "niah" / "niah_final.csv").read_text().splitlines()
     assert csv[0].startswith("bin,n_tokens,accuracy") and len(csv) == 3
-    cfg = yaml.safe_load((model_dir / "doc_to_lora.json").read_text())
+    cfg = yaml.safe_load((model_dir / "lora_hyper.json").read_text())
     assert cfg["spec"]["rank"] == 4 and cfg["chunk_length"] == 48 and cfg["encoder"]["mode"] == "early_exit"
     state = torch.load(next(root.rglob("*.ckpt")), map_location="cpu", weights_only=True)
     assert not any(k.startswith("base_model.") for k in state["state_dict"])  # frozen weights left out
@@ -87,8 +95,8 @@ def test_fit_writes_checkpoint_niah_report_and_exports(trained):
 def test_internalize_writes_peft_dirs_matching_injection(trained, tmp_path, capsys):
     from peft import PeftModel
 
+    from lora_hyper.api.doc_to_lora import DocToLoRA
     from lora_hyper.base_model import load_base_model
-    from lora_hyper.doc_to_lora import DocToLoRA
     from lora_hyper.lora import apply_lora
 
     _, model_dir, base_dir = trained

@@ -25,7 +25,7 @@ import lightning as L
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
-from lora_hyper.chunking import encode_documents
+from lora_hyper.encoders.chunking import encode_documents
 from lora_hyper.data_modules.collate import collate_lm, lm_example
 from lora_hyper.modules.d2l import DocToLoRAModule
 

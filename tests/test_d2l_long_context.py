@@ -9,9 +9,9 @@ import random
 import pytest
 import torch
 
-from lora_hyper.chunking import encode_documents
 from lora_hyper.data_modules.doc_batch import chunk_count_weights, sample_n_chunks
 from lora_hyper.data_modules.niah_protocol import FILLER, NEEDLE_TEMPLATE, filler_text, niah_examples
+from lora_hyper.encoders.chunking import encode_documents
 from lora_hyper.hypernets.d2l import GATE_BIAS_INIT, DocToLoRAHypernetConfig
 from lora_hyper.losses import factor_l1
 from lora_hyper.modules.d2l import DocToLoRAModule
@@ -151,7 +151,7 @@ def test_reference_chunk_count_distribution_and_bounds():
 def test_packed_internalize_equals_one_chunk_at_a_time(module):
     docs = ["The special magic number is 4321. " + "The sky is blue. " * 9, "Short one.", "z " * 40]
     packed = module.internalize(docs, chunk_length=12)
-    from lora_hyper.doc_to_lora import internalize_documents
+    from lora_hyper.internalize import internalize_documents
 
     single = internalize_documents(
         module.context_encoder, module.hypernet, module.tokenizer, docs, 12, chunk_batch_size=1, system=""
@@ -201,7 +201,7 @@ def test_filler_text_and_prose_haystack(tiny_llama):
 
 
 def test_length_sorted_slices_bound_padding_and_size():
-    from lora_hyper.doc_to_lora import length_sorted_slices
+    from lora_hyper.internalize import length_sorted_slices
 
     lengths = [1040, 570, 1040, 565, 1039, 100, 1041]
     slices = length_sorted_slices(lengths, batch_size=2)
@@ -209,6 +209,12 @@ def test_length_sorted_slices_bound_padding_and_size():
     for s in slices:
         assert len(s) <= 2 and max(lengths[i] for i in s) <= 1.1 * min(lengths[i] for i in s)
     assert [len(s) for s in length_sorted_slices(lengths, 16)] == [1, 2, 4]
+    capped = length_sorted_slices(lengths, 16, max_tokens=2100)  # at most 2 chunks of ~1040 per forward
+    assert [len(s) for s in capped] == [1, 2, 2, 2] and sorted(i for s in capped for i in s) == list(range(7))
+    assert [len(s) for s in length_sorted_slices([5000, 6000], 16, max_tokens=100)] == [
+        1,
+        1,
+    ]  # one always fits
 
 
 def test_l1_schedule_starts_late_and_ramps(tiny_llama_dir):
@@ -231,7 +237,7 @@ def test_l1_schedule_starts_late_and_ramps(tiny_llama_dir):
 
 
 def test_fixed_chunk_length_splits_evenly_without_slivers():
-    from lora_hyper.chunking import split_tokens
+    from lora_hyper.encoders.chunking import split_tokens
 
     assert sorted(len(c) for c in split_tokens(list(range(1025)), chunk_length=1024)) == [512, 513]
     assert [len(c) for c in split_tokens(list(range(4096)), chunk_length=1024)] == [1024] * 4

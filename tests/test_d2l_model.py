@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lora_hyper.chunking import encode_documents
-from lora_hyper.context_encoder import ContextEncoder
+from lora_hyper.api.doc_to_lora import DocToLoRA
 from lora_hyper.data_modules.collate import collate_lm, lm_example
-from lora_hyper.doc_to_lora import DocToLoRA
+from lora_hyper.encoders.chunking import encode_documents
+from lora_hyper.encoders.context import ContextEncoder
 from lora_hyper.hypernets.perceiver import Perceiver
 from lora_hyper.lora import apply_lora
 from lora_hyper.modules.d2l import DocToLoRAModule
@@ -229,7 +229,7 @@ def test_save_load_round_trip_and_wrong_base(tiny_llama_dir, tmp_path):
     docs = ["The grass is green. The sky is blue. The sun is yellow.", "The special magic number is 42."]
     before = d2l.internalize(docs)
     path = d2l.save_pretrained(tmp_path / "model")
-    assert sorted(p.name for p in path.iterdir()) == ["doc_to_lora.json", "hypernet.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == ["hypernet.safetensors", "lora_hyper.json"]
     loaded = DocToLoRA.from_pretrained(path)
     assert (
         loaded.chunk_length == 8 and loaded.rank_budget == 6 and loaded.spec.to_dict() == d2l.spec.to_dict()

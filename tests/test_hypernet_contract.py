@@ -85,7 +85,7 @@ def _t2l_collate(samples: list[Tensor], g: torch.Generator) -> dict[str, Tensor]
 
 
 def _t2l_roundtrip(hypernet: nn.Module, directory: Path, request: Any) -> nn.Module:
-    from lora_hyper.text_to_lora import TextToLoRA
+    from lora_hyper.api.text_to_lora import TextToLoRA
 
     # The encoder config is stored as given and only built on first use, so no encoder is needed here.
     TextToLoRA(hypernet, {"name": "not-built-by-this-test"}, base_model="tiny-llama").save_pretrained(
@@ -140,8 +140,8 @@ def _d2l_collate(samples: list[Tensor], g: torch.Generator) -> dict[str, Tensor]
 
 
 def _d2l_roundtrip(hypernet: nn.Module, directory: Path, request: Any) -> nn.Module:
-    from lora_hyper.context_encoder import ContextEncoder
-    from lora_hyper.doc_to_lora import DocToLoRA
+    from lora_hyper.api.doc_to_lora import DocToLoRA
+    from lora_hyper.encoders.context import ContextEncoder
 
     model, tok = request.getfixturevalue("tiny_llama")
     # The same tiny Llama saved to disk: from_pretrained loads the base model from there.

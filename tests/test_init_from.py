@@ -8,8 +8,8 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from lora_hyper.api.doc_to_lora import DocToLoRA
 from lora_hyper.data_modules.niah import NIAHDataModule
-from lora_hyper.doc_to_lora import DocToLoRA
 from lora_hyper.modules.d2l import DocToLoRAModule
 from lora_hyper.modules.init_from import hypernet_state
 

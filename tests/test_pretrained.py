@@ -52,7 +52,7 @@ def test_ship_writes_bf16_weights_config_and_card_and_never_overwrites(tmp_path)
 
 
 def test_doc_to_lora_from_pretrained_unknown_name_is_one_clear_error():
-    from lora_hyper.doc_to_lora import DocToLoRA
+    from lora_hyper.api.doc_to_lora import DocToLoRA
 
     with pytest.raises(FileNotFoundError, match="shipped models are"):
         DocToLoRA.from_pretrained("d2l-no-such-model")

@@ -61,7 +61,7 @@ def d2l_module(tiny_llama_dir):
 
 @pytest.fixture(scope="module")
 def d2l(d2l_module):
-    from lora_hyper.doc_to_lora import DocToLoRA
+    from lora_hyper.api.doc_to_lora import DocToLoRA
 
     return DocToLoRA.from_module(d2l_module)
 
@@ -89,7 +89,7 @@ def no_base_load(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("load_base_model was called before the model dir was checked")
 
-    monkeypatch.setattr("lora_hyper.doc_to_lora.load_base_model", refuse)
+    monkeypatch.setattr("lora_hyper.api.doc_to_lora.load_base_model", refuse)
     monkeypatch.setattr("lora_hyper.base_model.load_base_model", refuse)
 
 
@@ -214,7 +214,7 @@ def test_save_adapter_index_out_of_range_is_one_line(d2l, tmp_path):
 
 
 def test_save_pretrained_and_save_adapter_refuse_to_replace_without_overwrite(d2l, d2l_dir, tmp_path):
-    from lora_hyper.doc_to_lora import DocToLoRA
+    from lora_hyper.api.doc_to_lora import DocToLoRA
 
     before = (d2l_dir / "hypernet.safetensors").read_bytes()
     with pytest.raises(FileExistsError, match="--overwrite"):
@@ -279,7 +279,7 @@ DAMAGE = [
 def test_broken_d2l_weights_fail_in_one_line_before_the_base_model_loads(
     broken_d2l_dir, no_base_load, how, words
 ):
-    from lora_hyper.doc_to_lora import DocToLoRA
+    from lora_hyper.api.doc_to_lora import DocToLoRA
 
     weights = broken_d2l_dir / "hypernet.safetensors"
     _damage(weights, how)
@@ -307,9 +307,9 @@ def test_truncated_message_gives_both_sizes(tmp_path):
 
 
 def test_broken_d2l_config_names_the_file_before_the_base_model_loads(broken_d2l_dir, no_base_load):
-    from lora_hyper.doc_to_lora import DocToLoRA
+    from lora_hyper.api.doc_to_lora import DocToLoRA
 
-    cfg = broken_d2l_dir / "doc_to_lora.json"
+    cfg = broken_d2l_dir / "lora_hyper.json"
     cfg.write_text('{\n  "format": "lora-hyper/doc-to-lora",\n  "base_model": "x"\n  "spec": {}\n}\n')
     with pytest.raises(ValueError) as info:
         DocToLoRA.from_pretrained(broken_d2l_dir)
@@ -323,7 +323,7 @@ def test_broken_d2l_config_names_the_file_before_the_base_model_loads(broken_d2l
 
 def test_broken_t2l_dir_fails_in_one_line_before_anything_is_built(tmp_path, monkeypatch):
     from lora_hyper import text_to_lora
-    from lora_hyper.text_to_lora import TextToLoRA
+    from lora_hyper.api.text_to_lora import TextToLoRA
 
     def refuse(*args, **kwargs):
         raise AssertionError("the hypernetwork was built before the model dir was checked")

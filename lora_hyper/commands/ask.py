@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import time
 
-from lora_hyper.commands.common import ArgumentParser, CommandError, read_text_file, run_command
+from lora_hyper.commands.common import (
+    ArgumentParser,
+    CommandError,
+    human_bytes,
+    read_text_file,
+    run_command,
+)
 from lora_hyper.validation import check_model_dir, positive
-
-
-def human_bytes(n: float) -> str:
-    """``1536`` -> ``1.5 KiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 def _parser() -> ArgumentParser:
@@ -52,8 +49,8 @@ def _ask(argv: list[str]) -> int:
         return _ask_image(args)
     doc = read_text_file(args.doc)
     model_dir = check_model_dir(args.model, "doc-to-lora")  # before the heavy imports below
+    from lora_hyper.api.doc_to_lora import DocToLoRA
     from lora_hyper.base_model import kv_cache_bytes
-    from lora_hyper.doc_to_lora import DocToLoRA
 
     model = DocToLoRA.from_pretrained(model_dir, device=args.device)
     start = time.perf_counter()
@@ -79,7 +76,7 @@ def _ask_image(args) -> int:
 
     image = load_image(args.image, "--image")  # a missing or non-image file fails before any model loads
     model_dir = check_model_dir(args.model, "doc-to-lora")
-    from lora_hyper.doc_to_lora import DocToLoRA
+    from lora_hyper.api.doc_to_lora import DocToLoRA
 
     encoder = DocToLoRA.read_config(model_dir)["encoder"]
     if encoder.get("kind") != "vlm":

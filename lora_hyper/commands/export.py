@@ -10,11 +10,6 @@ from typing import Any
 from lora_hyper.commands.common import ArgumentParser, CommandError, run_command
 from lora_hyper.file_io import check_output_path
 
-# LightningModule class name -> (module, class) of its inference object, which has from_module/save_pretrained.
-EXPORTERS: dict[str, tuple[str, str]] = {
-    "DocToLoRAModule": ("lora_hyper.doc_to_lora", "DocToLoRA"),
-    "TextToLoRAModule": ("lora_hyper.text_to_lora", "TextToLoRA"),
-}
 _PRIVATE_HPARAMS = ("_class_path", "_instantiator")
 
 
@@ -72,14 +67,12 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, overwrite: bool = False
     """
     check_output_path(out, overwrite)
     module = module_from_checkpoint(ckpt)
-    name = type(module).__name__
-    target = next(
-        (v for k, v in EXPORTERS.items() if any(c.__name__ == k for c in type(module).__mro__)), None
-    )
-    if target is None:
-        raise CommandError(f"no exporter for {name}; known: {sorted(EXPORTERS)}.")
-    exporter = getattr(importlib.import_module(target[0]), target[1])
-    return exporter.from_module(module).save_pretrained(out, overwrite=overwrite)
+    if not hasattr(module, "inference_model"):  # each hypernetwork module says what it exports
+        raise CommandError(
+            f"no exporter for {type(module).__name__}: only hypernetwork modules (Doc-to-LoRA, Text-to-LoRA) "
+            "export a model directory."
+        )
+    return module.inference_model().save_pretrained(out, overwrite=overwrite)
 
 
 def _parser() -> ArgumentParser:

@@ -71,7 +71,7 @@ def _generate(argv: list[str]) -> int:
         if out is not None:
             check_output_path(out, args.overwrite)  # refused before any model loads
     model_dir = check_model_dir(args.model, "text-to-lora")  # before the heavy imports below
-    from lora_hyper.text_to_lora import TextToLoRA
+    from lora_hyper.api.text_to_lora import TextToLoRA
 
     model = TextToLoRA.from_pretrained(model_dir, device=args.device)
     lora = model.generate_lora([d for d, _ in jobs])

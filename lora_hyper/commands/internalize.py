@@ -44,7 +44,7 @@ def _internalize(argv: list[str]) -> int:
     for stem in stems:
         check_output_path(out / stem, args.overwrite)  # refused before any model loads
     model_dir = check_model_dir(args.model, "doc-to-lora")  # before the heavy imports below
-    from lora_hyper.doc_to_lora import DocToLoRA
+    from lora_hyper.api.doc_to_lora import DocToLoRA
 
     model = DocToLoRA.from_pretrained(model_dir, device=args.device)
     lora = model.internalize(docs, chunk_length=args.chunk_length, rank_budget=args.rank_budget)

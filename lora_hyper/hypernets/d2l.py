@@ -96,6 +96,8 @@ class DocToLoRAHypernet(nn.Module):
         spec: a resolved :class:`LoRASpec` (targets, rank, scale, layer shapes of the base model).
     """
 
+    fsdp_unit = True  # its own FSDP unit under DecoderLayerWrapPolicy
+
     def __init__(self, config: DocToLoRAHypernetConfig, spec: LoRASpec) -> None:
         super().__init__()
         spec.require_resolved()

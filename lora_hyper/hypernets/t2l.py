@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -10,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from lora_hyper.lora import LoRABatch, LoRASpec
+from lora_hyper.lora.factors import lora_a_init
 
 HEAD_SIZES = ("L", "M", "S")
 
@@ -76,12 +76,6 @@ def _key(module: str) -> str:
     return module.replace(".", "__")
 
 
-def lora_a_init(rank: int, in_features: int, generator: torch.Generator | None = None) -> Tensor:
-    """PEFT's A init (``kaiming_uniform_(a=sqrt(5))``): uniform in ``±1/sqrt(in_features)``."""
-    bound = 1.0 / math.sqrt(in_features)
-    return (torch.rand(rank, in_features, generator=generator) * 2 - 1) * bound
-
-
 class ResidualMLP(nn.Module):
     """Pre-LayerNorm residual MLP block: ``x + MLP(LN(x))``."""
 
@@ -107,6 +101,8 @@ class TextToLoRAHypernet(nn.Module):
     their biases at a standard LoRA init (A uniform, B zero), so at step 0 every generated adapter is a fresh
     LoRA with delta exactly 0.
     """
+
+    fsdp_unit = True  # its own FSDP unit under DecoderLayerWrapPolicy
 
     def __init__(self, config: T2LHypernetConfig) -> None:
         super().__init__()

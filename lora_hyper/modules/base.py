@@ -97,6 +97,23 @@ class HypernetModule(L.LightningModule):
 
             load_into(self.hypernet, self.init_from)
 
+    def frozen_models(self) -> list[torch.nn.Module]:
+        """Frozen parts that stay in eval mode during fit (no dropout): the base model and every child whose
+        parameters are all frozen; subclasses add frozen models they keep outside the module tree."""
+        frozen = [self.base_model] if self.base_model is not None else []
+        for child in self.children():
+            params = list(child.parameters())
+            if params and not any(p.requires_grad for p in params) and child is not self.base_model:
+                frozen.append(child)
+        return frozen
+
+    def train(self, mode: bool = True) -> HypernetModule:
+        """Train mode for what trains; the frozen parts (:meth:`frozen_models`) always stay in eval mode."""
+        super().train(mode)
+        for frozen in self.frozen_models():
+            frozen.eval()
+        return self
+
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 

@@ -10,11 +10,11 @@ import torch
 from torch import Tensor
 
 from lora_hyper.base_model import native_window
-from lora_hyper.context_encoder import ContextEncoder
-from lora_hyper.doc_to_lora import internalize_documents, internalize_images
-from lora_hyper.encoder_models import load_context_encoder
+from lora_hyper.encoders.context import ContextEncoder
+from lora_hyper.encoders.models import load_context_encoder
 from lora_hyper.generation import generate_answers
 from lora_hyper.hypernets.d2l import DocToLoRAHypernet, DocToLoRAHypernetConfig, group_sizes
+from lora_hyper.internalize import internalize_documents, internalize_images
 from lora_hyper.lora import LoRABatch, LoRASpec
 from lora_hyper.losses import factor_l1, mean_by_group, per_sample_ce, topk_distill_per_sample
 from lora_hyper.modules.base import HypernetModule
@@ -52,7 +52,7 @@ class DocToLoRAModule(HypernetModule):
         encoder_layer_map: with ``per_layer`` and an encoder of another depth, which encoder activation feeds
             which base layer: ``even`` (spread over the encoder), ``nearest`` (same relative depth), ``first``
             (the first L activations, the reference's Gemma-3-4b -> Gemma-2-2b setting) or a list of encoder
-            layer ids, one per base layer (see ``lora_hyper.layer_map``). ``early_exit`` takes any depth.
+            layer ids, one per base layer (see ``lora_hyper.encoders.layer_map``). ``early_exit`` takes any depth.
         latent_dim: Perceiver latent width.
         n_latents: learned latent queries.
         n_blocks: Perceiver blocks.
@@ -221,6 +221,12 @@ class DocToLoRAModule(HypernetModule):
         if self.device_mesh is not None:  # Lightning ModelParallelStrategy: FSDP2
             shard_fsdp2(self.hypernet, self.device_mesh)
 
+    def inference_model(self) -> Any:
+        """The trained model as a ``DocToLoRA`` (what ``lora-hyper export`` saves); shares the weights."""
+        from lora_hyper.api.doc_to_lora import DocToLoRA
+
+        return DocToLoRA.from_module(self)
+
     def lr_multipliers(self) -> dict[int, float]:
         """The chunk gate learns at ``gate_lr_multiplier`` times the learning rate."""
         gate = getattr(self.hypernet, "gate", None)
@@ -228,13 +234,10 @@ class DocToLoRAModule(HypernetModule):
             return {}
         return {id(p): float(self.gate_lr_multiplier) for p in gate.parameters()}
 
-    def train(self, mode: bool = True) -> DocToLoRAModule:
-        """Train mode for the hypernetwork only: the frozen base and encoder always stay in eval mode."""
-        super().train(mode)
-        for frozen in (self.base_model, getattr(self.context_encoder, "model", None)):
-            if frozen is not None:
-                frozen.eval()
-        return self
+    def frozen_models(self) -> list[torch.nn.Module]:
+        """The base, frozen children, and the context encoder's model (kept outside the tree when shared)."""
+        encoder_model = getattr(self.context_encoder, "model", None)
+        return super().frozen_models() + ([encoder_model] if encoder_model is not None else [])
 
     @property
     def spec(self) -> LoRASpec:

@@ -10,8 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lora_hyper.hypernets.t2l import lora_a_init
-from lora_hyper.lora import LoRABatch, LoRASpec, save_peft
+from lora_hyper.lora import LoRABatch, LoRASpec, lora_a_init, save_peft
 from lora_hyper.modules.base import HypernetModule
 from lora_hyper.validation import check_lora_args
 

@@ -12,8 +12,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-WEIGHT_FILES = ("hypernet.safetensors", "t2l_model.safetensors")
-
 
 def hypernet_state(source: str | os.PathLike) -> dict[str, Tensor]:
     """The ``hypernet`` state dict (keys relative to the hypernetwork) stored in ``source``.
@@ -37,15 +35,15 @@ def hypernet_state(source: str | os.PathLike) -> dict[str, Tensor]:
     from safetensors.torch import load_file
 
     from lora_hyper.pretrained import resolve_model_dir
+    from lora_hyper.saved_model import detect_kind, model_files
 
     directory = resolve_model_dir(source)
-    for name in WEIGHT_FILES:
-        if (directory / name).is_file():
-            return load_file(str(directory / name))
-    raise FileNotFoundError(
-        f"init_from={str(source)!r}: {directory} holds none of {', '.join(WEIGHT_FILES)}; "
-        "give a directory written by save_pretrained."
-    )
+    kind = detect_kind(directory)
+    if kind is None:
+        raise FileNotFoundError(
+            f"init_from={str(source)!r}: {directory} is not a model directory written by save_pretrained."
+        )
+    return load_file(str(model_files(directory, kind)[2]))
 
 
 def load_into(hypernet: torch.nn.Module, source: str | os.PathLike) -> None:

@@ -9,12 +9,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lora_hyper.encoders.task import BASE_ENCODER, DEFAULT_ENCODER, TaskEncoder
 from lora_hyper.generation import generate_answers
 from lora_hyper.hypernets.t2l import T2LHypernetConfig, TextToLoRAHypernet
-from lora_hyper.lora import LoRABatch, LoRASpec, load_peft
+from lora_hyper.lora import LoRABatch, LoRASpec, align_adapter, load_peft
 from lora_hyper.losses import factor_l2, reconstruction_l1
 from lora_hyper.modules.base import HypernetModule
-from lora_hyper.task_encoder import BASE_ENCODER, DEFAULT_ENCODER, TaskEncoder
 from lora_hyper.validation import check_lora_args
 
 OBJECTIVES = ("sft", "reconstruction")
@@ -36,24 +36,6 @@ def default_head_multiplier(objective: str, head_multiplier: float | None) -> fl
     if head_multiplier is not None:
         return float(head_multiplier)
     return 1.0 if objective == "reconstruction" else None
-
-
-def align_adapter(lora: LoRABatch, spec: LoRASpec) -> LoRABatch:
-    """Re-express a loaded adapter (e.g. from ``load_peft``) on ``spec``'s module names and scale."""
-    by_path = {lora.spec.module_paths.get(n, n): n for n in lora.spec.target_modules}
-    A, B = {}, {}
-    for m in spec.target_modules:
-        name = m if m in lora.A else by_path.get(spec.module_paths[m])
-        if name is None:
-            raise ValueError(f"Adapter has no {m!r} factors (it has {lora.spec.target_modules}).")
-        a, b = lora.A[name], lora.B[name]
-        if a.shape[1] != spec.n_layers or (a.shape[3], b.shape[2]) != spec.shapes[m]:
-            raise ValueError(
-                f"Adapter {m!r} has {a.shape[1]} layers of shape (in={a.shape[3]}, out={b.shape[2]}); the model "
-                f"needs {spec.n_layers} layers of shape {spec.shapes[m]}: was it trained for another base model?"
-            )
-        A[m], B[m] = a, b * (float(lora.scale) / float(spec.scale))
-    return LoRABatch(spec, A, B, spec.scale)
 
 
 class TextToLoRAModule(HypernetModule):
@@ -187,6 +169,12 @@ class TextToLoRAModule(HypernetModule):
         self.warm_start()
         if hp.zscore:
             self.register_buffer("zscore_fitted", torch.zeros((), dtype=torch.long))
+
+    def inference_model(self) -> Any:
+        """The trained model as a ``TextToLoRA`` (what ``lora-hyper export`` saves); shares the weights."""
+        from lora_hyper.api.text_to_lora import TextToLoRA
+
+        return TextToLoRA.from_module(self)
 
     def _require_built(self) -> TextToLoRAHypernet:
         if self.hypernet is None:

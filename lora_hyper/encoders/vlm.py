@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lora_hyper.context_encoder import ContextEncoder
+from lora_hyper.encoders.context import ContextEncoder
 
 
 def image_turn(image: Any, system: str | None = "") -> list[dict[str, Any]]:

@@ -14,8 +14,8 @@ from lora_hyper.base_model import (
     resolve_dtype,
     resolve_model_path,
 )
-from lora_hyper.context_encoder import ContextEncoder
-from lora_hyper.vlm_encoder import VLMContextEncoder
+from lora_hyper.encoders.context import ContextEncoder
+from lora_hyper.encoders.vlm import VLMContextEncoder
 
 ENCODER_KINDS = ("causal_lm", "vlm")
 

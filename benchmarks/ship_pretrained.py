@@ -59,6 +59,32 @@ def card(train: dict[str, Any], evaluation: dict[str, Any], commit: str, name: s
     }
 
 
+def with_prior_stages(model_card: dict[str, Any], priors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The card of a continued run: every stage's command, recipe, steps and wall time, oldest first, and the
+    totals (what it took from scratch)."""
+    last = {
+        "trained_by": model_card["trained_by"],
+        "recipe": model_card["recipe"],
+        "steps": model_card["train_steps"],
+        "wall_s": model_card["train_wall_s"],
+    }
+    stages = [
+        {
+            "trained_by": p.get("command"),
+            "recipe": (p.get("config") or {}).get("recipe"),
+            "steps": (p.get("training") or {}).get("steps"),
+            "wall_s": (p.get("training") or {}).get("wall_s"),
+        }
+        for p in priors
+    ] + [last]
+    return {
+        **model_card,
+        "training_stages": stages,
+        "train_steps": sum(s["steps"] or 0 for s in stages),
+        "train_wall_s": sum(s["wall_s"] or 0.0 for s in stages),
+    }
+
+
 def t2l_card(evaluation: dict[str, Any], commit: str, name: str) -> dict[str, Any]:
     """The model card of a Text-to-LoRA from its ``t2l_shipped_eval.py`` JSON (which holds the training record)."""
     training = evaluation.get("training") or {}
@@ -97,6 +123,12 @@ def main() -> None:
         required=True,
         help="d2l: the niah.py --eval-only JSON; t2l: the t2l_shipped_eval.py JSON",
     )
+    p.add_argument(
+        "--prior-train-result",
+        action="append",
+        default=[],
+        help="d2l: the --train-only JSON of an earlier stage this run continued from (init_from); repeatable, oldest first",
+    )
     p.add_argument("--commit", default=None, help="commit the training ran at (default: HEAD)")
     args = p.parse_args()
     evaluation = json.loads(Path(args.eval_result).read_text())
@@ -107,6 +139,10 @@ def main() -> None:
         if not args.train_result:
             p.error("--kind d2l needs --train-result")
         model_card = card(json.loads(Path(args.train_result).read_text()), evaluation, commit, args.name)
+        if args.prior_train_result:
+            model_card = with_prior_stages(
+                model_card, [json.loads(Path(f).read_text()) for f in args.prior_train_result]
+            )
     dest = ship(args.model, args.name, model_card)
     size = sum(f.stat().st_size for f in dest.iterdir())
     print(f"shipped {dest} ({size / 2**20:.1f} MiB)")

@@ -221,5 +221,5 @@ def test_demo_with_a_trained_model_skips_training(trained, tmp_path, capsys):
     assert "1024 tokens:" in out and "16384 tokens:" in out and "(n=5)" in out  # one bin past the window
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
     assert not (tmp_path / "train").exists()
-    with pytest.raises(FileNotFoundError, match="not a DocToLoRA model directory"):
+    with pytest.raises(FileNotFoundError, match="not a Doc-to-LoRA model directory"):
         demo.main(["--model", str(tmp_path), "--out", str(tmp_path)])

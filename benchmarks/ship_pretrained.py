@@ -77,8 +77,10 @@ def with_prior_stages(model_card: dict[str, Any], priors: list[dict[str, Any]]) 
         }
         for p in priors
     ] + [last]
+    first = priors[0].get("training") or {}
     return {
         **model_card,
+        "reached_90pct_at_1k": first.get("reached_90pct_at_1k"),  # from scratch, not within the continuation
         "training_stages": stages,
         "train_steps": sum(s["steps"] or 0 for s in stages),
         "train_wall_s": sum(s["wall_s"] or 0.0 for s in stages),

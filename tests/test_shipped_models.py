@@ -13,6 +13,8 @@ from safetensors.torch import load_file
 from lora_hyper.pretrained import CARD_NAME, model_card, resolve_model_dir, shipped_models
 
 SHIPPED = shipped_models()
+SHIPPED_D2L_HAYSTACKS = 10
+SHIPPED_D2L_MIN_CORRECT = 7  # of 10 fresh 1K haystacks (measured 18 of 20 on this split; 0.95 on the eval split)
 DOC_TO_LORA = [n for n in SHIPPED if model_card(n).get("kind") == "doc-to-lora"]
 
 
@@ -37,13 +39,14 @@ def test_shipped_doc_to_lora_answers_a_fresh_1k_haystack(name):
     from lora_hyper.niah_protocol import extract_number, niah_examples
 
     d2l = DocToLoRA.from_pretrained(name)
-    examples = niah_examples(d2l.tokenizer, 1024, 2, seed=20261203, split="shipped-test")
+    examples = niah_examples(d2l.tokenizer, 1024, SHIPPED_D2L_HAYSTACKS, seed=20261203, split="shipped-test")
     lora = d2l.internalize([e.context for e in examples], chunk_length=1024)
     answers = d2l.generate([e.question for e in examples], lora, max_new_tokens=8)
-    assert [extract_number(a) for a in answers] == [e.answer for e in examples], answers
+    correct = sum(extract_number(a) == e.answer for a, e in zip(answers, examples))
+    assert correct >= SHIPPED_D2L_MIN_CORRECT, answers
     # and the base model alone cannot guess the numbers
     plain = d2l.generate([e.question for e in examples], None, max_new_tokens=8)
-    assert [extract_number(a) for a in plain] != [e.answer for e in examples]
+    assert sum(extract_number(a) == e.answer for a, e in zip(plain, examples)) == 0, plain
 
 
 TEXT_TO_LORA = [n for n in SHIPPED if model_card(n).get("kind") == "text-to-lora"]

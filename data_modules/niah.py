@@ -130,6 +130,8 @@ class NIAHDataModule(L.LightningDataModule):
             ``uniform`` over 1..max_chunks.
         eval_chunk_length: chunk length for validation and test contexts (reference: 1024).
         needle_only_prob: fraction of training contexts that are the needle sentence alone (a curriculum aid).
+        encoder_model: the model's ``encoder_model`` when the context encoder is not the base model: contexts
+            are chunked with its tokenizer (haystack lengths stay in base-model tokens).
         prose_prob: fraction of training haystacks built from varied sentences (``TRAIN_PROSE_SENTENCES``,
             disjoint from the evaluation prose) instead of the repeated filler paragraph.
         with_teacher: add ``teacher_*`` rows (haystack in the prompt) to training and validation batches, for
@@ -160,6 +162,7 @@ class NIAHDataModule(L.LightningDataModule):
         chunk_distribution: str = "reference",
         system_prompt: str | None = "",
         prose_prob: float = 0.0,
+        encoder_model: str | None = None,
     ) -> None:
         super().__init__()
         lo, hi = (int(x) for x in train_lengths)
@@ -196,6 +199,8 @@ class NIAHDataModule(L.LightningDataModule):
         self.eval_chunk_length = eval_chunk_length
         self.needle_only_prob = needle_only_prob
         self.prose_prob = prose_prob
+        self.encoder_model = encoder_model
+        self.ctx_tokenizer: Any = None
         self.with_teacher = with_teacher
         self.num_workers = num_workers
         chunk_count_weights(max_chunks, chunk_distribution)  # validates the name
@@ -217,6 +222,10 @@ class NIAHDataModule(L.LightningDataModule):
 
         self.tokenizer = load_tokenizer(self.base_model)
         self.native_window = native_window(AutoConfig.from_pretrained(resolve_model_path(self.base_model)))
+        if self.encoder_model:
+            from lora_hyper.encoders.models import load_encoder_tokenizer
+
+            self.ctx_tokenizer = load_encoder_tokenizer(self.encoder_model)
 
     def bin_lengths(self, split: str) -> list[int]:
         """Token counts of the ``val`` or ``test`` bins."""
@@ -271,7 +280,9 @@ class NIAHDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        collator = DocQACollator(self.tokenizer, None, self.with_teacher, self.system_prompt)
+        collator = DocQACollator(
+            self.tokenizer, None, self.with_teacher, self.system_prompt, self.ctx_tokenizer
+        )
         return self._loader(self.train_dataset(), collator, train=True)
 
     def val_dataloader(self) -> DataLoader | list:
@@ -280,11 +291,22 @@ class NIAHDataModule(L.LightningDataModule):
             return []
         return self._loader(
             self.eval_items("val"),
-            DocQACollator(self.tokenizer, self.eval_chunk_length, self.with_teacher, self.system_prompt),
+            DocQACollator(
+                self.tokenizer,
+                self.eval_chunk_length,
+                self.with_teacher,
+                self.system_prompt,
+                self.ctx_tokenizer,
+            ),
         )
 
     def test_dataloader(self) -> DataLoader:
-        collator = DocQACollator(self.tokenizer, self.eval_chunk_length, system_prompt=self.system_prompt)
+        collator = DocQACollator(
+            self.tokenizer,
+            self.eval_chunk_length,
+            system_prompt=self.system_prompt,
+            ctx_tokenizer=self.ctx_tokenizer,
+        )
         return self._loader(self.eval_items("test"), collator)
 
     # ------------------------------------------------------------------ resume

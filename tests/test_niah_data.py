@@ -283,3 +283,20 @@ def test_prose_training_haystacks_use_sentences_the_evaluation_never_shows(tiny_
     assert 0.2 < frac < 0.4
     with pytest.raises(ValueError, match="prose_prob"):
         NIAHDataModule("x", prose_prob=1.5)
+
+
+def test_contexts_use_the_encoder_tokenizer_when_the_encoder_is_another_model(tiny_llama_dir, tmp_path):
+    from lora_hyper.encoders.models import load_encoder_tokenizer
+    from lora_hyper.testing_vlm import save_tiny_vlm
+
+    vlm = save_tiny_vlm(tmp_path / "vlm", "gemma3")
+    same = make_dm(tiny_llama_dir, batch_size=2)
+    other = make_dm(tiny_llama_dir, batch_size=2, encoder_model=str(vlm))
+    enc_tok = load_encoder_tokenizer(str(vlm))
+    a, b = next(iter(same.train_dataloader())), next(iter(other.train_dataloader()))
+    assert torch.equal(a["input_ids"], b["input_ids"])  # questions and answers: the base model's tokens
+    assert not torch.equal(a["ctx_input_ids"], b["ctx_input_ids"])  # contexts: the encoder's
+    real = b["ctx_input_ids"][b["ctx_attention_mask"].bool()]
+    assert int(real.max()) < len(enc_tok)
+    text = enc_tok.decode(b["ctx_input_ids"][0][b["ctx_attention_mask"][0].bool()])
+    assert "magic" in text or "number" in text

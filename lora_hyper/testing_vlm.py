@@ -38,6 +38,17 @@ _CLASS_WORDS = (
 )
 
 
+# A one-layer vision tower small enough to run in milliseconds; every family below uses it.
+TINY_VISION = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    image_size=IMAGE_SIZE,
+    patch_size=4,
+)
+
+
 def make_vlm_tokenizer(family: str, vocab_size: int = 400) -> Any:
     """A Gemma-style turn tokenizer (vocabulary and template unlike the tiny target's ChatML one) with the image
     tokens of ``family``."""
@@ -107,14 +118,7 @@ def make_tiny_vlm(family: str = "gemma3", hidden_size: int = 48, num_layers: int
             SiglipVisionConfig,
         )
 
-        vision = SiglipVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=IMAGE_SIZE,
-            patch_size=4,
-        )
+        vision = SiglipVisionConfig(**TINY_VISION)
         text = _text_config(Gemma3TextConfig, tok, hidden_size, num_layers, head_dim=24, sliding_window=64)
         config = Gemma3Config(
             text_config=text,
@@ -137,14 +141,7 @@ def make_tiny_vlm(family: str = "gemma3", hidden_size: int = 48, num_layers: int
             LlamaConfig,
         )
 
-        vision = Idefics3VisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=IMAGE_SIZE,
-            patch_size=4,
-        )
+        vision = Idefics3VisionConfig(**TINY_VISION)
         text = _text_config(LlamaConfig, tok, hidden_size, num_layers)
         config = Idefics3Config(
             vision_config=vision.to_dict(),

@@ -369,6 +369,7 @@ def parse_args() -> argparse.Namespace:
 def run_size(args: argparse.Namespace) -> dict[str, Any]:
     """The size table entry, with the command line's overrides."""
     size = dict(SIZES["quick" if args.quick else "full"])
+    size["curriculum"] = (1.0, 0.1)  # needle-only prob start -> end; a recipe may change or drop it
     if args.smoke:
         size.update(
             max_steps=3,
@@ -451,7 +452,7 @@ def train(
     ckpt = [ModelCheckpoint(args.ckpt_dir, every_n_train_steps=100, save_top_k=1, save_last=True)]
     health_dir = args.out_dir or str(Path(__file__).resolve().parent / "results")
     health = [ChunkHealthProbe(args.health_every, output_dir=health_dir)] if args.health_every else []
-    ramp = size.get("curriculum", (1.0, 0.1))  # no recipe: the size table's 1.0 -> 0.1 ramp
+    ramp = size["curriculum"]
     curriculum = [NeedleCurriculum(ramp[0], ramp[1], size["curriculum_steps"])] if ramp else []
     trainer = L.Trainer(
         accelerator="gpu" if gpu else "cpu",
@@ -585,7 +586,7 @@ def main() -> None:
             "train_lengths": [32, 256],
             "curriculum": (
                 f"needle-only prob {size['curriculum'][0]} -> {size['curriculum'][1]} over {size['curriculum_steps']} steps"
-                if size.get("curriculum", (1.0, 0.1))
+                if size["curriculum"]
                 else f"none (needle_only_prob {size['data_args'].get('needle_only_prob')})"
             ),
             "seed": 0,

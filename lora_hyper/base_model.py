@@ -155,11 +155,15 @@ def load_tokenizer(name_or_path: str):
     """The tokenizer of a base model, left-padded (for batched generation) with a pad token set."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    tok.padding_side = "left"
-    return tok
+    return prepare_tokenizer(AutoTokenizer.from_pretrained(resolve_model_path(name_or_path)))
+
+
+def prepare_tokenizer(tokenizer: Any) -> Any:
+    """Left padding (for batched generation and chunk encoding) and a pad token (the EOS token if none)."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
 
 
 def freeze(model: nn.Module) -> nn.Module:

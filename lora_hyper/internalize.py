@@ -104,9 +104,21 @@ def internalize_documents(
         parts.append(hypernet(feats, fmask, join=False).detach())
         order += rows
     chunks = LoRABatch.cat(parts).select(torch.tensor(order).argsort())  # back to document order
+    return _per_document(hypernet, chunks, doc_index.to(device), include_bias, rank_budget)
+
+
+def _per_document(
+    hypernet: DocToLoRAHypernet,
+    chunks: LoRABatch,
+    doc_index: torch.Tensor,
+    include_bias: bool,
+    rank_budget: int | None,
+) -> LoRABatch:
+    """Sum each document's chunk adapters (with the bias block unless ``include_bias`` is false), then
+    compress to ``rank_budget`` when the result is larger."""
     with unsharded(hypernet):
         if include_bias:
-            lora = hypernet.join(chunks, doc_index.to(device)).detach()
+            lora = hypernet.join(chunks, doc_index).detach()
         else:
             lora = chunks.merge_groups(group_sizes(doc_index))
     if rank_budget is not None and lora.rank > rank_budget:
@@ -142,8 +154,4 @@ def internalize_images(
         parts.append(hypernet(feats, mask, join=False).detach())
     chunks = LoRABatch.cat(parts)
     one_each = torch.arange(chunks.batch_size, device=next(hypernet.parameters()).device)
-    with unsharded(hypernet):
-        lora = hypernet.join(chunks, one_each).detach() if include_bias else chunks
-    if rank_budget is not None and lora.rank > rank_budget:
-        lora = lora.compress(rank_budget)
-    return lora
+    return _per_document(hypernet, chunks, one_each, include_bias, rank_budget)

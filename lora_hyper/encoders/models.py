@@ -10,6 +10,7 @@ import torch
 from lora_hyper.base_model import (
     freeze,
     load_base_model,
+    prepare_tokenizer,
     resolve_attn_implementation,
     resolve_dtype,
     resolve_model_path,
@@ -36,9 +37,7 @@ def encoder_kind(name_or_path: str) -> str:
 
 def _text_tokenizer(tokenizer: Any, chat_template: str | None = None) -> Any:
     """Left padding, a pad token, and the processor's chat template where the tokenizer has none."""
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"
+    prepare_tokenizer(tokenizer)
     if not getattr(tokenizer, "chat_template", None) and chat_template:
         tokenizer.chat_template = chat_template
     return tokenizer

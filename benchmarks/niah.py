@@ -311,7 +311,7 @@ def parse_args() -> argparse.Namespace:
         "--override",
         action="append",
         default=[],
-        help="recipe override as a dotted key=value, e.g. model.init_args.l1_weight=0 (repeatable)",
+        help="recipe override as a dotted key=value, e.g. model.init_args.loss.l1_weight=0 (repeatable)",
     )
     p.add_argument(
         "--train-only",
@@ -399,10 +399,17 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
 def build(args: argparse.Namespace, size: dict[str, Any]) -> tuple[DocToLoRAModule, NIAHDataModule]:
     """Module and data of the recipe; without ``--recipe`` the shipped model's recipe at this run's size."""
     recipe = recipe_settings(args.recipe or str(DEFAULT_RECIPE), args.override)
-    model_args = dict(recipe["model"], chunk_length=CHUNK_LENGTH)
+    model_args = {k: dict(v) if isinstance(v, dict) else v for k, v in recipe["model"].items()}
+
+    def group(name: str) -> dict[str, Any]:
+        """An argument group of the module (created when the recipe does not set it)."""
+        return model_args.setdefault(name, {})
+
+    group("encoder")["chunk_length"] = CHUNK_LENGTH
     data_args = dict(recipe["data"], val_bins=[])
     if not args.recipe:  # the size table decides the hypernetwork and the step budget
-        model_args.update({k: size[k] for k in ("latent_dim", "n_latents", "n_blocks", "n_heads", "lr")})
+        group("perceiver").update({k: size[k] for k in ("latent_dim", "n_latents", "n_blocks", "n_heads")})
+        group("optim")["lr"] = size["lr"]
         data_args["batch_size"] = size["batch_size"]
     else:
         if args.max_steps is None and not args.smoke and recipe["max_steps"]:
@@ -417,28 +424,31 @@ def build(args: argparse.Namespace, size: dict[str, Any]) -> tuple[DocToLoRAModu
             if recipe["curriculum"] is None
             else (float(recipe["curriculum"].get("start", 1.0)), float(recipe["curriculum"].get("end", 0.1)))
         )
-    cli = {
-        "lr": args.lr,
-        "encoder_mode": args.encoder_mode,
-        "objective": args.objective,
-        "init_from": args.init_from,
-    }
-    model_args.update({k: v for k, v in cli.items() if v is not None})
+    for name, key, value in (
+        ("optim", "lr", args.lr),
+        ("encoder", "mode", args.encoder_mode),
+        ("loss", "objective", args.objective),
+    ):
+        if value is not None:
+            group(name)[key] = value
+    if args.init_from is not None:
+        model_args["init_from"] = args.init_from
     if args.batch_size is not None:
         data_args["batch_size"] = args.batch_size
     if args.max_chunks is not None:
         data_args["max_chunks"] = args.max_chunks
     if args.min_chunk_tokens is not None:
         data_args["min_chunk_tokens"] = args.min_chunk_tokens
-    data_args["with_teacher"] = model_args.get("objective", "ce") == "distill"
+    module = DocToLoRAModule(**model_args)
+    data_args["with_teacher"] = module.loss.objective == "distill"
     size.update(
-        lr=model_args["lr"],
+        lr=module.optim.lr,
         batch_size=data_args["batch_size"],
-        **{k: model_args[k] for k in ("latent_dim", "n_latents", "n_blocks", "n_heads")},
+        **{k: getattr(module.perceiver, k) for k in ("latent_dim", "n_latents", "n_blocks", "n_heads")},
         model_args=model_args,
         data_args=data_args,
     )
-    return DocToLoRAModule(**model_args), NIAHDataModule(**data_args)
+    return module, NIAHDataModule(**data_args)
 
 
 def train(

@@ -39,8 +39,8 @@ def train(multiplier: float | None, steps: int, lr: float) -> dict:
     """SFT losses of one run (same seed, data and steps for every multiplier)."""
     L.seed_everything(0)
     module = TextToLoRAModule(
-        BASE, head_size="L", latent=128, head_in=256, head_multiplier=multiplier, objective="sft",
-        neftune_alpha=5.0, lr=lr, warmup=0.1, schedule="cosine",
+        BASE, mlp={"head_size": "L", "latent": 128, "head_in": 256, "head_multiplier": multiplier},
+        loss={"objective": "sft", "neftune_alpha": 5.0}, optim={"lr": lr, "warmup": 0.1, "schedule": "cosine"},
     )  # fmt: skip
     data = TaskCorpusDataModule(
         BASE, tasks_per_batch=4, examples_per_task=1, steps_per_epoch=steps, max_length=96, seed=0

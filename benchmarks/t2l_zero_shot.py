@@ -4,6 +4,8 @@
     python benchmarks/t2l_zero_shot.py --cpu-long    # 2 CPU cores: 92 seen tasks, 150 examples each (many hours)
     python benchmarks/t2l_zero_shot.py --quick       # 2 CPU cores: 16 seen tasks, 40 examples each
     python benchmarks/t2l_zero_shot.py --smoke --out-dir /tmp/t2l_smoke   # the same code path, tiny, on CPU
+    python benchmarks/t2l_zero_shot.py --cpu-long --work-dir outputs/t2l_bench_cpu --time-budget 5400
+        # resumable: rerun the same command to continue where the last one stopped (see "Resuming" below)
 
 Built-in task corpus, SmolLM2-135M-Instruct, one process, lightning Trainers. Every method that trains on task
 examples (per-task oracle LoRAs, a bare multi-task LoRA, a description-aware multi-task LoRA, Text-to-LoRA by SFT)
@@ -18,6 +20,13 @@ prompt format the method is evaluated with); description-dependent methods avera
 example, and paired bootstrap 95% intervals of every T2L method minus every baseline resample examples within
 tasks. ``targets`` in the JSON are issue 10's two targets. Writes ``benchmarks/results/t2l_zero_shot[_size].json``
 and a PNG.
+
+Resuming: with ``--work-dir`` the run is resumable across processes (a 2-core ``--cpu-long`` run takes ~5 hours).
+Every training run checkpoints every ``--ckpt-every`` steps under ``<work-dir>/ckpt/<method>/`` (exact resume: the
+sampler continues where it stopped) and each finished stage (trained adapters, T2L weights, scores per task) is
+recorded in ``<work-dir>/state.json``. ``--time-budget`` is then this invocation's wall clock: when it runs out the
+run checkpoints, writes a partial JSON (``"complete": false``) and exits 0; the same command continues it, with the
+matched budget untouched (no method is cut short). ``--max-stages N`` stops after N stages (tests, short sessions).
 """
 
 from __future__ import annotations
@@ -25,11 +34,14 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
+import json
+import os
 import random
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,12 +130,25 @@ def training_steps(cfg: dict[str, Any], n_train_tasks: int) -> int:
     )
 
 
-class LossCurve(L.Callback):
-    """Training loss at every optimizer step: the unsmoothed CE (``train/ce``) when the module logs it."""
+class Paused(Exception):
+    """This invocation's time (or stage) budget is spent; ``<work-dir>/state.json`` holds what is done."""
 
-    def __init__(self) -> None:
-        self.points: list[list[float]] = []
-        self.t0 = time.perf_counter()
+
+class LossCurve(L.Callback):
+    """Training loss at every optimizer step: the unsmoothed CE (``train/ce``) when the module logs it.
+
+    ``points`` and ``offset_s`` continue an interrupted run's curve (its points and its wall time so far)."""
+
+    def __init__(self, points: list[list[float]] | None = None, offset_s: float = 0.0) -> None:
+        self.points: list[list[float]] = list(points or [])
+        self.t0 = time.perf_counter() - offset_s
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        # a run resumed from a checkpoint repeats the steps after it: drop their points from the earlier curve
+        self.points = [p for p in self.points if p[0] <= trainer.global_step]
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, *args: Any) -> None:
         loss = trainer.callback_metrics.get("train/ce")
@@ -133,6 +158,40 @@ class LossCurve(L.Callback):
             self.points.append(
                 [trainer.global_step, round(float(loss), 5), round(time.perf_counter() - self.t0, 2)]
             )
+
+
+class PeriodicCheckpoint(L.Callback):
+    """``<dirpath>/last.ckpt`` every ``every`` optimizer steps, written atomically (a kill never leaves half a file)."""
+
+    def __init__(self, dirpath: Path, every: int, on_save: Callable[[int], None] | None = None) -> None:
+        self.dirpath, self.every, self.on_save = Path(dirpath), max(int(every), 1), on_save
+        self.saved_at = -1
+
+    def save(self, trainer: L.Trainer) -> None:
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        tmp = self.dirpath / "last.ckpt.tmp"
+        trainer.save_checkpoint(tmp, weights_only=False)  # optimizer and loops too: an exact resume
+        os.replace(tmp, self.dirpath / "last.ckpt")
+        if self.on_save is not None:
+            self.on_save(trainer.global_step)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        step = trainer.global_step
+        if step % self.every == 0 and step != self.saved_at and step < (trainer.max_steps or 0):
+            self.save(trainer)
+            self.saved_at = step
+
+
+class Deadline(L.Callback):
+    """Stop training at a wall-clock deadline. Unlike ``max_time`` (whose Timer state is restored from a
+    checkpoint, so a resumed run would count the earlier invocations' time), it only counts this process."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.perf_counter() + seconds
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if time.perf_counter() >= self.deadline:
+            trainer.should_stop = True
 
 
 def resolve_encoder(requested: str) -> tuple[str, str | None]:
@@ -161,6 +220,10 @@ class Bench:
         if args.examples_per_seen_task is not None:
             self.cfg["examples_per_seen_task"] = int(args.examples_per_seen_task)
         self.t_start = time.perf_counter()
+        self.prior_elapsed = 0.0  # wall time of earlier invocations of a resumed run
+        self.persistent = args.work_dir is not None
+        self.stages_done = 0
+        self.partial: dict[str, dict[str, Any]] = {}  # interrupted training runs: curve and wall time so far
         self.gpu = torch.cuda.is_available() and not args.cpu
         self.device = torch.device("cuda" if self.gpu else "cpu")
         self.budget = float(args.time_budget or self.cfg["time_budget_s"])
@@ -182,7 +245,84 @@ class Bench:
         self.recon_state: dict[str, torch.Tensor] | None = None
 
     def elapsed(self) -> float:
+        """Wall time of the whole run, earlier invocations of a resumed run included."""
+        return self.prior_elapsed + self.invocation_elapsed()
+
+    def invocation_elapsed(self) -> float:
         return time.perf_counter() - self.t_start
+
+    # ------------------------------------------------------------------ resuming
+    def fingerprint(self) -> dict[str, Any]:
+        """What must match for a work dir's results to be continued (anything else would mix two benchmarks)."""
+        return {"size": self.size, "seed": self.args.seed, "task_encoder": self.encoder,
+                "examples_per_seen_task": self.cfg["examples_per_seen_task"], "steps": self.steps,
+                "pool": self.pool, "groups": self.groups}  # fmt: skip
+
+    def save_state(self) -> None:
+        """``<work-dir>/state.json``, atomically: finished stages, scores per task, partial curves."""
+        if not self.persistent:
+            return
+        state = {
+            "fingerprint": self.fingerprint(), "runs": self.runs, "partial": self.partial,
+            "per_example": self.per_example, "costs": self.costs, "skipped": self.skipped,
+            "eval_seconds": self.eval_seconds, "eval_wall": self.eval_wall, "answers_done": self.answers_done,
+            "elapsed_s": self.elapsed(),
+        }  # fmt: skip
+        self.work.mkdir(parents=True, exist_ok=True)
+        tmp = self.work / "state.json.tmp"
+        tmp.write_text(json.dumps(state) + "\n")
+        os.replace(tmp, self.work / "state.json")
+
+    def load_state(self) -> None:
+        """Continue the run recorded in ``<work-dir>/state.json`` (if any); refuse one of another configuration."""
+        path = self.work / "state.json"
+        if not self.persistent or not path.is_file():
+            return
+        state = json.loads(path.read_text())
+        mine = json.loads(json.dumps(self.fingerprint()))
+        if state.get("fingerprint") != mine:
+            differ = sorted(k for k in mine if state.get("fingerprint", {}).get(k) != mine[k])
+            print(
+                f"error: {path} belongs to another benchmark configuration (differs in {', '.join(differ)}); "
+                "use another --work-dir or the same options as the run that wrote it.",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+        self.runs, self.partial = state["runs"], state.get("partial", {})
+        self.per_example, self.costs = state["per_example"], state["costs"]
+        self.skipped, self.eval_seconds = state["skipped"], state["eval_seconds"]
+        self.eval_wall, self.answers_done = state["eval_wall"], state["answers_done"]
+        self.prior_elapsed = float(state["elapsed_s"])
+        print(
+            f"[t2l] resuming {path}: done {sorted(self.runs)}, elapsed so far {self.prior_elapsed:.0f}s",
+            flush=True,
+        )
+
+    def stage_done(self) -> None:
+        """Count a finished stage; pause when ``--max-stages`` is reached."""
+        self.stages_done += 1
+        self.save_state()
+        if self.args.max_stages and self.stages_done >= self.args.max_stages:
+            raise Paused(f"--max-stages {self.args.max_stages} reached")
+
+    def weights_path(self, key: str) -> Path:
+        return self.work / "weights" / f"{key}.safetensors"
+
+    def save_weights(self, key: str, module: TextToLoRAModule) -> None:
+        """A trained hypernetwork's weights, so a resumed run can evaluate (or start SFT from) it."""
+        from safetensors.torch import save_file
+
+        path = self.weights_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in module.hypernet.state_dict().items()}
+        save_file(state, str(path.with_suffix(".tmp")))
+        os.replace(path.with_suffix(".tmp"), path)
+
+    def evaluated_task(self, key: str, name: str) -> bool:
+        return name in self.per_example["exact_match"].get(key, {})
+
+    def evaluated(self, key: str) -> bool:
+        return all(self.evaluated_task(key, n) for n in self.groups["seen"] + self.groups["held_out"])
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -215,6 +355,7 @@ class Bench:
             len(self.tokenizer(e.response)["input_ids"]) for ex in self.examples.values() for e in ex
         )
         self.max_new_tokens = longest + 2
+        self.load_state()
 
     # ------------------------------------------------------------------ training
     def train_weight(self, key: str) -> float:
@@ -225,27 +366,50 @@ class Bench:
 
     def fit(self, key: str, module: L.LightningModule, data: L.LightningDataModule, max_steps: int) -> bool:
         """Train ``module`` for ``max_steps`` within its share of the budget; False (and a note) when no time is left."""
-        left = [k for k in self.planned() if k not in self.runs and k not in self.skipped]
-        share = self.train_weight(key) / sum(self.train_weight(k) for k in left)
-        seconds = (self.budget - self.elapsed() - self.eval_reserve() - 10.0) * share
-        if seconds < 3.0:
-            self.skipped[key] = (
-                f"no time left in the {self.budget:.0f}s budget (elapsed {self.elapsed():.0f}s)"
-            )
-            print(f"[t2l] skip {key}: {self.skipped[key]}", flush=True)
-            return False
-        curve = LossCurve()
+        prior = self.partial.get(key, {})
+        curve = LossCurve(prior.get("curve"), prior.get("wall_s", 0.0))
+        callbacks: list[L.Callback] = [curve]
+        ckpt_path = None
+        if self.persistent:
+            # resumable: the whole matched budget, over as many invocations as it takes
+            seconds = self.budget - self.invocation_elapsed() - 10.0
+            if seconds < 3.0:
+                raise Paused(f"the {self.budget:.0f}s budget of this invocation is spent")
+
+            def progress(step: int) -> None:
+                self.partial[key] = {"curve": curve.points, "wall_s": curve.wall(), "steps": step}
+                self.save_state()
+
+            saver = PeriodicCheckpoint(self.work / "ckpt" / key, self.args.ckpt_every, progress)
+            last = saver.dirpath / "last.ckpt"
+            ckpt_path = str(last) if last.is_file() else None
+            callbacks += [saver, Deadline(seconds)]
+        else:
+            left = [k for k in self.planned() if k not in self.runs and k not in self.skipped]
+            share = self.train_weight(key) / sum(self.train_weight(k) for k in left)
+            seconds = (self.budget - self.elapsed() - self.eval_reserve() - 10.0) * share
+            if seconds < 3.0:
+                self.skipped[key] = (
+                    f"no time left in the {self.budget:.0f}s budget (elapsed {self.elapsed():.0f}s)"
+                )
+                print(f"[t2l] skip {key}: {self.skipped[key]}", flush=True)
+                return False
         trainer = L.Trainer(
             accelerator="gpu" if self.gpu else "cpu", devices=1,
             precision="bf16-mixed" if self.gpu else "32-true",
-            max_steps=max_steps, max_time={"seconds": seconds}, gradient_clip_val=1.0,
+            max_steps=max_steps, max_time=None if self.persistent else {"seconds": seconds}, gradient_clip_val=1.0,
             logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            num_sanity_val_steps=0, limit_val_batches=0, callbacks=[curve],
+            num_sanity_val_steps=0, limit_val_batches=0, callbacks=callbacks,
             default_root_dir=str(self.work / "trainer"),
         )  # fmt: skip
-        t0 = time.perf_counter()
-        trainer.fit(module, datamodule=data)
-        wall = time.perf_counter() - t0
+        if ckpt_path:
+            print(f"[t2l] {key}: resuming from {ckpt_path}", flush=True)
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+        wall = curve.wall()
+        if self.persistent and trainer.global_step < max_steps:
+            callbacks[1].save(trainer)  # the PeriodicCheckpoint: checkpoint and state at the stopping step
+            raise Paused(f"{key} stopped at step {trainer.global_step}/{max_steps} (checkpointed)")
+        self.partial.pop(key, None)
         losses = [p[1] for p in curve.points]
         self.runs[key] = {
             "max_steps": max_steps, "time_cap_s": round(seconds, 1), "steps": trainer.global_step,
@@ -300,16 +464,17 @@ class Bench:
 
     def t2l_module(self, head: str, objective: str, lr: float, from_recon: bool = False) -> TextToLoRAModule:
         L.seed_everything(self.args.seed)
-        extra: dict[str, Any] = {}
+        mlp = {"head_size": head, "latent": self.cfg["latent"], "head_in": self.cfg["head_in"]}
+        loss: dict[str, Any] = {"objective": objective, "label_smoothing": 0.0, "neftune_alpha": 0.0}
         if objective == "reconstruction" or from_recon:
             # z-scored outputs and head_multiplier 1.0, as reconstruction: SFT from its weights starts at its adapters
-            extra = {"zscore": True, "head_multiplier": 1.0}
+            mlp["head_multiplier"] = 1.0
+            loss["zscore"] = True
         if objective == "reconstruction":
-            extra["reconstruction_mode"] = "factors"
+            loss["reconstruction_mode"] = "factors"
         return TextToLoRAModule(
-            BASE, head_size=head, latent=self.cfg["latent"], head_in=self.cfg["head_in"], task_encoder=self.encoder,
-            objective=objective, label_smoothing=0.0, neftune_alpha=0.0, lr=lr, warmup=0.1, schedule="cosine",
-            **extra,
+            BASE, mlp=mlp, task_encoder={"model": self.encoder}, loss=loss,
+            optim={"lr": lr, "warmup": 0.1, "schedule": "cosine"},
         )  # fmt: skip
 
     def train_baselines(self) -> None:
@@ -318,59 +483,102 @@ class Bench:
             ("multitask", "multitask", False, self.cfg["lr"]["multitask"]),
             ("multitask_with_description", "multitask", True, self.cfg["lr"]["multitask"]),
         ):
+            if key in self.runs and (self.work / key).is_dir():
+                continue  # finished by an earlier invocation
             L.seed_everything(self.args.seed)
-            module = LoRAFinetuneModule(
-                BASE, mode=mode, export_dir=str(self.work / key), lr=lr, warmup=0.1, schedule="cosine"
-            )
+            optim = {"lr": lr, "warmup": 0.1, "schedule": "cosine"}
+            module = LoRAFinetuneModule(BASE, mode=mode, export_dir=str(self.work / key), optim=optim)
             if self.fit(key, module, self.data(in_prompt), self.steps):
                 self.runs[key]["lr"] = lr
                 self.runs[key]["description_in_prompt"] = in_prompt
+                self.drop_checkpoints(key)
+                self.stage_done()
             del module
             gc.collect()
 
+    def drop_checkpoints(self, key: str) -> None:
+        """A finished stage's training checkpoints are not needed any more (its result is saved)."""
+        import shutil
+
+        shutil.rmtree(self.work / "ckpt" / key, ignore_errors=True)
+
     def train_t2l(self) -> None:
         for key in self.t2l_keys:
+            if key in self.skipped or (key in self.runs and self.evaluated(key)):
+                continue  # skipped, or trained and scored by an earlier invocation
             head = key.rsplit("_", 1)[-1]
+            data: L.LightningDataModule
             if key == "t2l_recon_L":
                 if not (self.work / "oracle").is_dir():
                     self.skipped[key] = "no oracle library was written"
                     continue
                 run = self.cfg["recon"]
                 module = self.t2l_module(head, "reconstruction", run["lr"])
-                data: L.LightningDataModule = LoRALibraryDataModule(
+                data = LoRALibraryDataModule(
                     str(self.work / "oracle"), corpus="builtin", tasks_per_batch=run["tasks_per_batch"],
                     steps_per_epoch=run["max_steps"], seed=self.args.seed,
                 )  # fmt: skip
-                ok = self.fit(key, module, data, run["max_steps"])
+                if key in self.runs:
+                    ok = self.load_weights(key, module)
+                else:
+                    ok = self.fit(key, module, data, run["max_steps"])
+                    if ok:
+                        self.runs[key].update(
+                            lr=run["lr"], tasks_per_batch=run["tasks_per_batch"], library_tasks=len(self.pool),
+                            note="reconstructs the oracle library (oracles trained on the matched example budget)",
+                        )  # fmt: skip
                 if ok:
-                    self.runs[key].update(
-                        lr=run["lr"], tasks_per_batch=run["tasks_per_batch"], library_tasks=len(self.pool),
-                        note="reconstructs the oracle library (oracles trained on the matched example budget)",
-                    )  # fmt: skip
                     self.recon_state = {
                         k: v.detach().cpu().clone() for k, v in module.hypernet.state_dict().items()
                     }
             else:
                 from_recon = key == FROM_RECON
+                if from_recon and self.recon_state is None and self.weights_path("t2l_recon_L").is_file():
+                    from safetensors.torch import load_file
+
+                    self.recon_state = load_file(str(self.weights_path("t2l_recon_L")))
                 if from_recon and self.recon_state is None:
                     self.skipped[key] = "no reconstruction hypernetwork to start from"
                     continue
                 lr = self.cfg["lr"]["sft"]
                 module = self.t2l_module(head, "sft", lr, from_recon=from_recon)
-                if from_recon and not self.load_recon(key, module):
-                    del module
-                    continue
                 data = self.data()
-                ok = self.fit(key, module, data, self.steps)
-                if ok:
-                    self.runs[key].update(lr=lr, label_smoothing=0.0, neftune_alpha=0.0)
+                if key in self.runs:
+                    ok = self.load_weights(key, module)
+                else:
+                    # a resumed run restores its own checkpoint; a fresh one starts from the reconstruction weights
+                    resuming = self.persistent and (self.work / "ckpt" / key / "last.ckpt").is_file()
+                    if from_recon and not resuming and not self.load_recon(key, module):
+                        del module
+                        continue
+                    ok = self.fit(key, module, data, self.steps)
+                    if ok:
+                        self.runs[key].update(lr=lr, label_smoothing=0.0, neftune_alpha=0.0)
             if ok:
+                if self.persistent and not self.weights_path(key).is_file():
+                    self.save_weights(key, module)
+                    self.drop_checkpoints(key)
+                    self.save_state()
                 self.evaluate_t2l(key, module)
                 self.write(complete=False)
+                self.stage_done()
             del module, data
             gc.collect()
             if self.gpu:
                 torch.cuda.empty_cache()
+
+    def load_weights(self, key: str, module: TextToLoRAModule) -> bool:
+        """Rebuild a hypernetwork an earlier invocation trained (False, with a note, if its weights are gone)."""
+        from safetensors.torch import load_file
+
+        path = self.weights_path(key)
+        if not path.is_file():
+            self.skipped[key] = f"trained earlier but {path} is missing"
+            return False
+        module.configure_model()
+        module.hypernet.load_state_dict(load_file(str(path)))
+        module.to(self.device)
+        return True
 
     def load_recon(self, key: str, module: TextToLoRAModule) -> bool:
         """Copy the reconstruction hypernetwork into a fresh SFT module (False, with a note, if shapes differ)."""
@@ -435,6 +643,7 @@ class Bench:
             for k in ("multitask", "multitask_with_description")
             if (self.work / k).is_dir()
         }
+        scored_any = False
         for name in self.groups["seen"] + self.groups["held_out"]:
             t_task = time.perf_counter()
             task = self.corpus.tasks[name]
@@ -455,18 +664,26 @@ class Bench:
             oracle_dir = self.work / "oracle" / name
             if oracle_dir.is_dir():
                 methods["oracle"] = [(plain, load_peft(oracle_dir))]
-            for method, conditions in methods.items():
+            todo = {m: c for m, c in methods.items() if not self.evaluated_task(m, name)}
+            if not todo:
+                continue  # scored by an earlier invocation
+            for method, conditions in todo.items():
                 self.record(method, name, *self.score_conditions(name, conditions))
+            scored_any = True
+            self.save_state()
             shown = "  ".join(
                 f"{m} {sum(v[name]) / len(v[name]):.3f}"
                 for m, v in self.per_example["exact_match"].items()
                 if name in v
             )
             print(f"[t2l] baselines {name}: {shown} ({time.perf_counter() - t_task:.1f}s)", flush=True)
+        if not scored_any:
+            return
         wall = time.perf_counter() - t0
         self.eval_wall += wall
-        self.eval_seconds["baselines"] = round(wall, 2)
+        self.eval_seconds["baselines"] = round(self.eval_seconds.get("baselines", 0.0) + wall, 2)
         self.write(complete=False)
+        self.stage_done()
 
     def evaluate_t2l(self, key: str, module: TextToLoRAModule) -> None:
         """Adapters from the evaluation descriptions (no description in the prompt), scored on every task."""
@@ -476,17 +693,20 @@ class Bench:
         if "adapter" not in self.costs:
             self.measure_costs(module)
         for name, lora in loras.items():
+            if self.evaluated_task(key, name):
+                continue  # scored by an earlier invocation
             plain = [e.prompt for e in self.examples[name]]
             conditions = [(plain, lora.select(j)) for j in range(lora.batch_size)]
             em, ce = self.score_conditions(name, conditions)
             self.record(key, name, em, ce)
+            self.save_state()
             print(
                 f"[t2l] {key} {name}: exact match {sum(em) / len(em):.3f}, CE {sum(ce) / len(ce):.3f}",
                 flush=True,
             )
         wall = time.perf_counter() - t0
         self.eval_wall += wall
-        self.eval_seconds[key] = round(wall, 2)
+        self.eval_seconds[key] = round(self.eval_seconds.get(key, 0.0) + wall, 2)
 
     def measure_costs(self, module: TextToLoRAModule) -> None:
         held = [self.corpus.tasks[n] for n in self.groups["held_out"]]
@@ -567,6 +787,7 @@ class Bench:
             "per_example": self.per_example,
             "costs": self.costs,
             "training": self.runs,
+            "training_in_progress": self.partial,
             "eval_seconds": self.eval_seconds,
             "skipped": self.skipped,
             "wall_s": round(self.elapsed(), 1),
@@ -588,7 +809,13 @@ class Bench:
         b = self.cfg["batch"]
         text = (
             f"Size {self.size} on {self.device} ({'bf16-mixed' if self.gpu else 'fp32'}), one process, seed "
-            f"{self.args.seed}, wall {self.elapsed():.0f}s of a {self.budget:.0f}s budget. Matched budget: oracle "
+            f"{self.args.seed}, wall {self.elapsed():.0f}s"
+            + (
+                " over resumed invocations (no method cut short)"
+                if self.persistent
+                else f" of a {self.budget:.0f}s budget"
+            )
+            + ". Matched budget: oracle "
             f"LoRAs, both multi-task LoRAs and every T2L-SFT run draw {b['tasks_per_batch']} tasks x "
             f"{b['examples_per_task']} examples per step from the same sampler and seed over {len(self.pool)} seen "
             f"tasks for {self.steps} steps, i.e. {self.cfg['examples_per_seen_task']} examples per seen task in "
@@ -636,7 +863,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (CPU runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpu", action="store_true", help="stay on the CPU even when a GPU is present")
+    p.add_argument(
+        "--ckpt-every", type=int, default=50, help="with --work-dir: checkpoint every N training steps"
+    )
+    p.add_argument(
+        "--max-stages",
+        type=int,
+        default=None,
+        help="with --work-dir: stop after N finished stages (resumable)",
+    )
     args = p.parse_args(argv)
+    if args.max_stages is not None and not args.work_dir:
+        p.error("--max-stages needs --work-dir (where the run is continued from)")
     size = "quick" if args.quick else "cpu" if args.cpu_long else "smoke" if args.smoke else "full"
     bench = Bench(args, size)
     if bench.gpu:
@@ -651,9 +889,19 @@ def main(argv: list[str] | None = None) -> int:
         f"(~{bench.cfg['examples_per_seen_task']} examples per seen task)",
         flush=True,
     )
-    bench.train_baselines()
-    bench.evaluate_baselines()
-    bench.train_t2l()
+    try:
+        bench.train_baselines()
+        bench.evaluate_baselines()
+        bench.train_t2l()
+    except Paused as why:
+        bench.save_state()
+        bench.write(complete=False)
+        print(
+            f"[t2l] paused: {why}. Partial results in {bench.path}; run the same command to continue "
+            f"({bench.work / 'state.json'}).",
+            flush=True,
+        )
+        return 0
     payload = bench.write(complete=True)
     s = bench.last
     print(summary_table(s["means"], s["ce_means"]))

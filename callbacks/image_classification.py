@@ -152,7 +152,7 @@ class ImageClassificationEvaluation(L.Callback):
     hypernetwork turns its activations into an adapter, the LM answers the reference's class question.
 
     Needs a LightningModule with ``internalize_images`` and ``generate`` (``DocToLoRAModule`` with a VLM
-    ``encoder_model``). Runs every N steps on a balanced subset and at fit end on ``final_samples`` images; rank 0
+    ``encoder.model``). Runs every N steps on a balanced subset and at fit end on ``final_samples`` images; rank 0
     writes ``image_cls_step<step>.csv``/``_samples.csv``/``.png`` (``image_cls_final.*`` at the end) and logs
     ``image_cls/accuracy`` and ``image_cls/strict_accuracy``.
 

@@ -157,7 +157,7 @@ class DocumentQADataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         system_prompt: system message of chunk wrappers and question rows (``""``: an empty one, as the
             reference; ``None``: the chat template's default). Must match the model's ``system_prompt``.
-        encoder_model: the model's ``encoder_model`` when the context encoder is not the base model (a causal LM
+        encoder_model: the model's ``encoder.model`` when the context encoder is not the base model (a causal LM
             or a VLM): contexts are chunked and chat-wrapped with its tokenizer (default: the base model's).
     """
 

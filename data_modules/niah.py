@@ -130,7 +130,7 @@ class NIAHDataModule(L.LightningDataModule):
             ``uniform`` over 1..max_chunks.
         eval_chunk_length: chunk length for validation and test contexts (reference: 1024).
         needle_only_prob: fraction of training contexts that are the needle sentence alone (a curriculum aid).
-        encoder_model: the model's ``encoder_model`` when the context encoder is not the base model: contexts
+        encoder_model: the model's ``encoder.model`` when the context encoder is not the base model: contexts
             are chunked with its tokenizer (haystack lengths stay in base-model tokens).
         prose_prob: fraction of training haystacks built from varied sentences (``TRAIN_PROSE_SENTENCES``,
             disjoint from the evaluation prose) instead of the repeated filler paragraph.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 # Inference commands: name -> (module with ``main(argv) -> int``, one-line help).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -72,6 +73,28 @@ def _cli_class():
                 parser.set_defaults(weights_only=True)
             return parser
 
+        def _parse_ckpt_path(self) -> None:
+            """Lightning reads the model's hyperparameters back from a ``--ckpt_path`` checkpoint; those of
+            checkpoints written before the argument groups (flat ``lr``, ``rank``, ...) are moved into the groups
+            first (``lora_hyper.modules.args.from_flat``)."""
+            import torch
+
+            subcommand = self.config.get("subcommand")
+            ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+            if ckpt_path and Path(ckpt_path).is_file():
+                ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+                hparams = ckpt.get("hyper_parameters") or {}
+                path = ckpt.get("lora_hyper_class") or hparams.get("_class_path")
+                cls = _import_class(path) if path else None
+                if cls is not None and hasattr(cls, "arguments_from_hparams"):
+                    from lora_hyper.modules.args import is_grouped
+
+                    if not is_grouped(cls, hparams):
+                        model = {"class_path": path, "init_args": cls.arguments_from_hparams(hparams)}
+                        self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+                        return
+            super()._parse_ckpt_path()
+
         def parse_arguments(self, parser, args) -> None:
             """Parse quietly: a jsonargparse error becomes one line (the usage dump only with --help)."""
             import contextlib
@@ -96,7 +119,8 @@ def _cli_class():
             cfg = self.config.get(self.subcommand) if self.subcommand else self.config
             init = cfg.get("model.init_args") if cfg is not None else None
             base = getattr(init, "base_model", None) if init is not None else None
-            targets = getattr(init, "targets", None) if init is not None else None
+            lora = getattr(init, "lora", None) if init is not None else None
+            targets = getattr(lora, "targets", None) if lora is not None else None
             if isinstance(base, str) and targets:
                 from lora_hyper.base_model import check_targets
                 from lora_hyper.validation import check_lora_args
@@ -117,6 +141,15 @@ def _cli_class():
                 raise InputError(first_cause(str(e))) from e
 
     return LoRAHyperCLI
+
+
+def _import_class(path: str) -> type | None:
+    """The class at ``path`` (``module.Class``), ``None`` when it cannot be imported."""
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
 
 
 def _usage() -> str:

@@ -143,7 +143,7 @@ def internalize_images(
     if not isinstance(encoder, VLMContextEncoder):
         raise InputError(
             "This Doc-to-LoRA model has no VLM context encoder, so it cannot read images: train it with a "
-            "vision-language encoder_model (e.g. google/gemma-3-4b-it)."
+            "vision-language context encoder (encoder.model, e.g. google/gemma-3-4b-it)."
         )
     positive(rank_budget, "rank_budget")
     positive(batch_size, "batch_size")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import inspect
@@ -106,16 +107,50 @@ def _import_class(path: str, where: str, recipe: str) -> Any:
         raise InputError(f"{recipe}: {where}.class_path {path!r} cannot be imported{hint}") from None
 
 
+def _groups(cls: Any) -> dict[str, type]:
+    """The argument groups (dataclass-typed ``__init__`` parameters) of a training module, else none."""
+    from lora_hyper.modules.args import arg_groups
+
+    try:
+        return arg_groups(cls)
+    except Exception:  # unresolvable annotations: leave the check to jsonargparse
+        return {}
+
+
 def _check_args(cls: Any, args: dict[str, Any], where: str, recipe: str) -> None:
     params = inspect.signature(cls.__init__).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     names = [n for n in params if n != "self"]
-    for key in args:
+    groups = _groups(cls)
+    for key, value in args.items():
         if key not in params:
+            moved = _moved(cls, key)
+            if moved:
+                raise InputError(
+                    f"{recipe}: {where}.{key} is now {where}.{moved} (the module's arguments are grouped, "
+                    "see lora_hyper/modules/args.py)"
+                )
             raise InputError(
                 f"{recipe}: {where}.{key} is not a parameter of {cls.__name__}{_suggest(key, names)}"
             )
+        if key in groups and isinstance(value, dict):
+            fields = [f.name for f in dataclasses.fields(groups[key])]
+            for name in value:
+                if name not in fields:
+                    raise InputError(
+                        f"{recipe}: {where}.{key}.{name} is not a field of {key} ({groups[key].__name__})"
+                        f"{_suggest(str(name), fields)}"
+                    )
+
+
+def _moved(cls: Any, key: str) -> str | None:
+    """Where a flat argument of the layout before the argument groups lives now (``lr`` -> ``optim.lr``)."""
+    if not _groups(cls):
+        return None
+    from lora_hyper.modules.args import legacy_key
+
+    return legacy_key(cls, key)
 
 
 def _check_section(section: Any, where: str, recipe: str) -> None:
@@ -161,11 +196,12 @@ def check_recipe(argv: list[str]) -> None:
             _check_section(cb, f"trainer.callbacks[{i}]", recipe)
     for dotted in _dotted_overrides(argv):
         parts = dotted.split(".")
-        if parts[0] in ("model", "data") and len(parts) == 3 and parts[1] == "init_args":
+        if parts[0] in ("model", "data") and len(parts) in (3, 4) and parts[1] == "init_args":
             section = cfg.get(parts[0])
             if isinstance(section, dict) and "class_path" in section:
                 cls = _import_class(str(section["class_path"]), parts[0], recipe)
-                _check_args(cls, {parts[2]: None}, f"--{parts[0]}.init_args", "command line")
+                value = {parts[3]: None} if len(parts) == 4 else None
+                _check_args(cls, {parts[2]: value}, f"--{parts[0]}.init_args", "command line")
 
 
 def summarize_parse_error(text: str) -> str:
@@ -173,6 +209,14 @@ def summarize_parse_error(text: str) -> str:
     lines = [
         ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(("usage:", "["))
     ]
+    nested = [i for i, ln in enumerate(lines) if re.match(r'(error: )?Parser key "[^"]+":$', ln)]
+    if nested and nested[-1] + 1 < len(
+        lines
+    ):  # the innermost key and its problem (e.g. a group field's type)
+        key = re.search(r'"([^"]+)"', lines[nested[-1]]).group(1)  # type: ignore[union-attr]
+        problem = lines[nested[-1] + 1]
+        if not problem.startswith(("Does not validate", "Problem with")):
+            return f"{key}: {problem}"
     for pattern in ("is not accepted", "not expected", "Unrecognized arguments", "does not exist", "error:"):
         for ln in lines:
             if pattern in ln:

@@ -132,15 +132,3 @@ def check_lora_args(targets: Sequence[str] | None, rank: int) -> None:
     dupes = sorted({t for t in targets if list(targets).count(t) > 1})
     if dupes:
         raise InputError(f"targets repeat {dupes}; name each module once.")
-
-
-def check_training_args(base_model: Any, lr: float, weight_decay: float, warmup: float) -> None:
-    """The optimiser arguments every LightningModule shares (before anything loads)."""
-    if not isinstance(base_model, str) or not base_model.strip():
-        raise InputError(f"base_model must be a hub name, a local directory or an alias, got {base_model!r}.")
-    if not lr > 0:
-        raise InputError(f"lr must be > 0, got {lr!r}.")
-    if weight_decay < 0:
-        raise InputError(f"weight_decay must be >= 0, got {weight_decay!r}.")
-    if warmup < 0:
-        raise InputError(f"warmup must be >= 0 (steps, or a fraction of the run below 1), got {warmup!r}.")

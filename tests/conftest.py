@@ -45,3 +45,14 @@ def random_lora(spec, batch_size: int, rank: int | None = None, seed: int = 0, s
         for m in spec.target_modules
     }
     return LoRABatch(spec, A, B)
+
+
+def grouped(base: dict, **changes) -> dict:
+    """Module arguments ``base`` with ``changes`` merged in: a group given as a dict updates the group's dict
+    (``grouped(SMALL, perceiver={"chunk_gate": True})`` keeps SMALL's other Perceiver sizes)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for key, value in changes.items():
+        out[key] = (
+            {**out[key], **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out

@@ -17,7 +17,11 @@ from lora_hyper.cli import main
 from lora_hyper.validation import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = dict(rank=4, latent_dim=32, n_latents=4, n_blocks=1, n_heads=4, attn_implementation="sdpa")
+SMALL = dict(
+    lora={"rank": 4},
+    perceiver={"latent_dim": 32, "n_latents": 4, "n_blocks": 1, "n_heads": 4},
+    runtime={"attn_implementation": "sdpa"},
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +40,10 @@ def env(tiny_llama_dir, tmp_path_factory):
     d2l = DocToLoRA.from_module(module).save_pretrained(root / "d2l")
     t2l_module = TextToLoRAModule(
         base_model=str(tiny_llama_dir),
-        targets=["q_proj"],
-        rank=4,
-        latent=16,
-        head_in=16,
-        head_size="S",
-        task_encoder=str(save_tiny_text_encoder(root / "encoder")),
-        attn_implementation="sdpa",
+        lora={"targets": ["q_proj"], "rank": 4},
+        mlp={"latent": 16, "head_in": 16, "head_size": "S"},
+        task_encoder={"model": str(save_tiny_text_encoder(root / "encoder"))},
+        runtime={"attn_implementation": "sdpa"},
     )
     t2l_module.configure_model()
     t2l = TextToLoRA.from_module(t2l_module).save_pretrained(root / "t2l")
@@ -66,7 +67,11 @@ def env(tiny_llama_dir, tmp_path_factory):
     no_weights.mkdir()
     (no_weights / "lora_hyper.json").write_text((d2l / "lora_hyper.json").read_text())
     recipe = yaml.safe_load((ROOT / "recipes" / "quickstart.yaml").read_text())
-    recipe["model"]["init_args"].update(base_model=str(tiny_llama_dir), **SMALL, chunk_length=48)
+    init = recipe["model"]["init_args"]
+    init.update(base_model=str(tiny_llama_dir), runtime=SMALL["runtime"])
+    for group in ("lora", "perceiver"):
+        init[group].update(SMALL[group])
+    init["encoder"]["chunk_length"] = 48
     recipe["data"]["init_args"]["base_model"] = str(tiny_llama_dir)
     recipe["trainer"].update(
         max_steps=1,
@@ -92,17 +97,27 @@ def recipe_file(env, name: str, change=None, text: str | None = None) -> Path:
 
 
 def set_in(section: str, key: str, value):
+    """Set ``key`` (``group.field`` inside a module's argument group) of a recipe section."""
+
     def change(cfg):
         target = cfg[section]["init_args"] if section in ("model", "data") else cfg[section]
-        target[key] = value
+        *groups, name = key.split(".")
+        for group in groups:
+            target = target.setdefault(group, {})
+        target[name] = value
 
     return change
 
 
 def rename_in(section: str, old: str, new: str):
+    """Rename ``old`` to ``new`` in a recipe section (``group.field`` renames inside a module's argument group)."""
+
     def change(cfg):
         target = cfg[section]["init_args"] if section in ("model", "data") else cfg[section]
-        target[new] = target.pop(old)
+        *groups, name = old.split(".")
+        for group in groups:
+            target = target[group]
+        target[new.rsplit(".", 1)[-1]] = target.pop(name)
 
     return change
 
@@ -372,8 +387,42 @@ CLI_CASES = [
     ),
     (
         "fit-misspelled-key",
-        lambda e: ["fit", "--config", str(recipe_file(e, "rnak", rename_in("model", "rank", "rnak")))],
+        lambda e: [
+            "fit",
+            "--config",
+            str(recipe_file(e, "rnak", rename_in("model", "lora.rank", "lora.rnak"))),
+        ],
         "did you mean 'rank'",
+    ),
+    (
+        "fit-misspelled-group",
+        lambda e: ["fit", "--config", str(recipe_file(e, "optm", rename_in("model", "optim", "optm")))],
+        "did you mean 'optim'",
+    ),
+    (
+        "fit-flat-key-of-the-old-layout",
+        lambda e: ["fit", "--config", str(recipe_file(e, "flat", set_in("model", "lr", 1e-3)))],
+        "model.init_args.lr is now model.init_args.optim.lr",
+    ),
+    (
+        "fit-flat-override-of-the-old-layout",
+        lambda e: ["fit", "--config", str(recipe_file(e, "ok")), "--model.init_args.lr=1e-3"],
+        "--model.init_args.lr is now --model.init_args.optim.lr",
+    ),
+    (
+        "fit-group-field-of-the-wrong-type",
+        lambda e: ["fit", "--config", str(recipe_file(e, "ok")), "--model.init_args.optim.lr=fast"],
+        "optim.lr: Expected a <class 'float'>",
+    ),
+    (
+        "fit-negative-lr-override",
+        lambda e: ["fit", "--config", str(recipe_file(e, "ok")), "--model.init_args.optim.lr=-1"],
+        "lr must be > 0, got -1.0",
+    ),
+    (
+        "fit-unknown-schedule",
+        lambda e: ["fit", "--config", str(recipe_file(e, "sch", set_in("model", "optim.schedule", "cosin")))],
+        "Unknown schedule 'cosin'",
     ),
     (
         "fit-misspelled-class-path",
@@ -417,32 +466,32 @@ CLI_CASES = [
     ),
     (
         "fit-misspelled-override",
-        lambda e: ["fit", "--config", str(recipe_file(e, "ok")), "--model.init_args.rnak=3"],
+        lambda e: ["fit", "--config", str(recipe_file(e, "ok")), "--model.init_args.lora.rnak=3"],
         "did you mean 'rank'",
     ),
     (
         "fit-rank-0",
-        lambda e: ["fit", "--config", str(recipe_file(e, "r0", set_in("model", "rank", 0)))],
+        lambda e: ["fit", "--config", str(recipe_file(e, "r0", set_in("model", "lora.rank", 0)))],
         "rank must be",
     ),
     (
         "fit-rank-negative",
-        lambda e: ["fit", "--config", str(recipe_file(e, "rm2", set_in("model", "rank", -2)))],
+        lambda e: ["fit", "--config", str(recipe_file(e, "rm2", set_in("model", "lora.rank", -2)))],
         "rank must be",
     ),
     (
         "fit-chunk-length-0",
-        lambda e: ["fit", "--config", str(recipe_file(e, "cl0", set_in("model", "chunk_length", 0)))],
+        lambda e: ["fit", "--config", str(recipe_file(e, "cl0", set_in("model", "encoder.chunk_length", 0)))],
         "chunk_length must be",
     ),
     (
         "fit-l1-negative",
-        lambda e: ["fit", "--config", str(recipe_file(e, "l1", set_in("model", "l1_weight", -1.0)))],
+        lambda e: ["fit", "--config", str(recipe_file(e, "l1", set_in("model", "loss.l1_weight", -1.0)))],
         "l1_weight must be",
     ),
     (
         "fit-lr-0",
-        lambda e: ["fit", "--config", str(recipe_file(e, "lr0", set_in("model", "lr", 0.0)))],
+        lambda e: ["fit", "--config", str(recipe_file(e, "lr0", set_in("model", "optim.lr", 0.0)))],
         "lr must be > 0",
     ),
     (
@@ -452,12 +501,16 @@ CLI_CASES = [
     ),
     (
         "fit-unknown-target",
-        lambda e: ["fit", "--config", str(recipe_file(e, "tg", set_in("model", "targets", ["foo_proj"])))],
+        lambda e: [
+            "fit",
+            "--config",
+            str(recipe_file(e, "tg", set_in("model", "lora.targets", ["foo_proj"]))),
+        ],
         "Unknown target module 'foo_proj'",
     ),
     (
         "fit-empty-targets",
-        lambda e: ["fit", "--config", str(recipe_file(e, "te", set_in("model", "targets", ["", "x"])))],
+        lambda e: ["fit", "--config", str(recipe_file(e, "te", set_in("model", "lora.targets", ["", "x"])))],
         "targets must be",
     ),
     (
@@ -572,21 +625,34 @@ def test_base_model_names_fail_fast(monkeypatch):
 
 
 def test_module_arguments_are_checked_before_anything_loads():
+    from lora_hyper.modules.args import OptimArgs
     from lora_hyper.modules.d2l import DocToLoRAModule
+    from lora_hyper.modules.finetune import LoRAFinetuneModule
     from lora_hyper.modules.t2l import TextToLoRAModule
 
     for kwargs, words in [
-        (dict(rank=0), "rank must be"),
-        (dict(targets=["down_proj", "down_proj"]), "repeat"),
-        (dict(chunk_length=0), "chunk_length must be"),
-        (dict(rank_budget=-1), "rank_budget must be"),
+        (dict(lora={"rank": 0}), "rank must be"),
+        (dict(lora={"targets": ["down_proj", "down_proj"]}), "repeat"),
+        (dict(encoder={"chunk_length": 0}), "chunk_length must be"),
+        (dict(encoder={"mode": "sideways"}), "Unknown encoder mode 'sideways'"),
+        (dict(lora={"rank_budget": -1}), "rank_budget must be"),
         (dict(base_model=""), "base_model must be"),
-        (dict(weight_decay=-0.1), "weight_decay must be"),
+        (dict(optim={"weight_decay": -0.1}), "weight_decay must be"),
+        (dict(optim={"lrr": 1e-3}), "optim has no field 'lrr'; did you mean 'lr'"),
+        (dict(optim=1e-3), "optim must be OptimArgs or a dict"),
+        (dict(loss={"objective": "mse"}), "Unknown objective 'mse'"),
+        (dict(perceiver={"n_latents": 0}), "n_latents must be"),
     ]:
         with pytest.raises(InputError, match=words):
             DocToLoRAModule(**kwargs)
+    with pytest.raises(InputError, match="lr must be > 0"):
+        OptimArgs(lr=0)
     with pytest.raises(InputError, match="rank must be"):
-        TextToLoRAModule(rank=-2)
+        TextToLoRAModule(lora={"rank": -2})
+    with pytest.raises(InputError, match="latent must be a positive multiple of 4"):
+        TextToLoRAModule(mlp={"latent": 6})
+    with pytest.raises(InputError, match="Unknown mode"):
+        LoRAFinetuneModule(mode="both")
 
 
 # ------------------------------------------------------------------ paths fail fast, before heavy imports

@@ -17,12 +17,10 @@ TINY_OVERRIDES = """
 model:
   init_args:
     base_model: {model}
-    rank: 4
-    latent_dim: 32
-    n_latents: 4
-    n_blocks: 1
-    chunk_length: 48
-    lr: 1.0e-3
+    lora: {{rank: 4}}
+    encoder: {{chunk_length: 48}}
+    perceiver: {{latent_dim: 32, n_latents: 4, n_blocks: 1}}
+    optim: {{lr: 1.0e-3}}
 data:
   init_args:
     train_lengths: [16, 48]

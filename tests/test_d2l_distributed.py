@@ -65,8 +65,9 @@ if __name__ == "__main__":
     from lora_hyper.base_model import load_tokenizer
 
     collate.tokenizer = load_tokenizer(model_dir)
-    module = Module(base_model=model_dir, rank=4, latent_dim=32, n_latents=4, n_blocks=1, l1_weight=0.01,
-                    lr=1e-3, warmup=0, schedule="constant", attn_implementation="sdpa")
+    module = Module(base_model=model_dir, lora={"rank": 4}, perceiver={"latent_dim": 32, "n_latents": 4, "n_blocks": 1},
+                    loss={"l1_weight": 0.01}, optim={"lr": 1e-3, "warmup": 0, "schedule": "constant"},
+                    runtime={"attn_implementation": "sdpa"})
     if strategy == "fsdp2":
         from lightning.pytorch.strategies import ModelParallelStrategy
         strat = ModelParallelStrategy(data_parallel_size=devices, tensor_parallel_size=1)

@@ -8,6 +8,7 @@ import random
 
 import pytest
 import torch
+from conftest import grouped
 
 from lora_hyper.data_modules.doc_batch import chunk_count_weights, sample_n_chunks
 from lora_hyper.data_modules.niah_protocol import FILLER, NEEDLE_TEMPLATE, filler_text, niah_examples
@@ -16,12 +17,16 @@ from lora_hyper.hypernets.d2l import GATE_BIAS_INIT, DocToLoRAHypernetConfig
 from lora_hyper.losses import factor_l1
 from lora_hyper.modules.d2l import DocToLoRAModule
 
-SMALL = dict(rank=4, latent_dim=32, n_latents=8, n_blocks=1, n_heads=4, attn_implementation="sdpa")
+SMALL = dict(
+    lora={"rank": 4},
+    perceiver={"latent_dim": 32, "n_latents": 8, "n_blocks": 1, "n_heads": 4},
+    runtime={"attn_implementation": "sdpa"},
+)
 
 
 def make_module(model_dir, **kw) -> DocToLoRAModule:
     torch.manual_seed(0)
-    module = DocToLoRAModule(base_model=str(model_dir), **{**SMALL, **kw})
+    module = DocToLoRAModule(base_model=str(model_dir), **grouped(SMALL, **kw))
     module.configure_model()
     with torch.no_grad():  # non-zero deltas and bias block
         module.hypernet.scale_B.normal_(0, 0.1)
@@ -74,7 +79,7 @@ def test_l1_is_a_sum_of_the_a_and_b_means(module):
 
 
 def test_l1_gradient_reaches_heads_and_bias_block(tiny_llama_dir):
-    module = make_module(tiny_llama_dir, l1_weight=1.5)
+    module = make_module(tiny_llama_dir, loss={"l1_weight": 1.5})
     batch = encode_documents(module.tokenizer, ["The grass is green. " * 8], n_chunks=3, system="")
     feats, mask = module.context_encoder(batch["ctx_input_ids"], batch["ctx_attention_mask"])
     out = module.hypernet(feats, mask, join=False)
@@ -85,7 +90,7 @@ def test_l1_gradient_reaches_heads_and_bias_block(tiny_llama_dir):
 
 def test_chunk_gate_starts_open_and_keeps_the_delta_zero_at_init(tiny_llama_dir):
     torch.manual_seed(0)
-    module = DocToLoRAModule(base_model=str(tiny_llama_dir), chunk_gate=True, **SMALL)
+    module = DocToLoRAModule(base_model=str(tiny_llama_dir), **grouped(SMALL, perceiver={"chunk_gate": True}))
     module.configure_model()
     lora = module.internalize(["The grass is green. " * 10], chunk_length=8)
     assert all(bool((lora.delta(m) == 0).all()) for m in lora.spec.target_modules)
@@ -103,7 +108,7 @@ def test_chunk_gate_starts_open_and_keeps_the_delta_zero_at_init(tiny_llama_dir)
 
 
 def test_weight_decay_exempts_scalers_bias_norms_latents(tiny_llama_dir):
-    module = make_module(tiny_llama_dir, chunk_gate=True)
+    module = make_module(tiny_llama_dir, perceiver={"chunk_gate": True})
     names = module.hypernet.no_weight_decay()
     for expected in (
         "scale_A",
@@ -119,16 +124,16 @@ def test_weight_decay_exempts_scalers_bias_norms_latents(tiny_llama_dir):
     decay, no_decay = module.configure_optimizers()["optimizer"].param_groups
     by_id = {id(p): n for n, p in module.hypernet.named_parameters()}
     assert {by_id[id(p)] for p in no_decay["params"]} == names
-    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == module.weight_decay
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == module.optim.weight_decay
 
 
 def test_reference_head_init_is_smaller(tiny_llama_dir):
     small = make_module(tiny_llama_dir)
-    large = make_module(tiny_llama_dir, head_init="fan_in")
+    large = make_module(tiny_llama_dir, perceiver={"head_init": "fan_in"})
     assert small.hypernet.heads[0].std() < large.hypernet.heads[0].std() / 2
     spec = small.hypernet.spec
     d_in, d_out = spec.shapes[spec.target_modules[0]]
-    expected = 0.5 / (SMALL["latent_dim"] + (d_in + d_out) * SMALL["rank"]) ** 0.5
+    expected = 0.5 / (SMALL["perceiver"]["latent_dim"] + (d_in + d_out) * SMALL["lora"]["rank"]) ** 0.5
     assert abs(float(small.hypernet.heads[0].detach().std()) - expected) / expected < 0.1
     with pytest.raises(ValueError, match="head_init"):
         DocToLoRAHypernetConfig(input_dim=8, head_init="xavier")
@@ -219,7 +224,8 @@ def test_length_sorted_slices_bound_padding_and_size():
 
 def test_l1_schedule_starts_late_and_ramps(tiny_llama_dir):
     module = DocToLoRAModule(
-        base_model=str(tiny_llama_dir), l1_weight=1.5, l1_start_step=10, l1_ramp_steps=4, **SMALL
+        base_model=str(tiny_llama_dir),
+        **grouped(SMALL, loss={"l1_weight": 1.5, "l1_start_step": 10, "l1_ramp_steps": 4}),
     )
 
     class FakeTrainer:
@@ -233,7 +239,7 @@ def test_l1_schedule_starts_late_and_ramps(tiny_llama_dir):
         weights.append(module.current_l1_weight())
     assert weights == [0.0, 0.0, 0.0, 0.75, 1.5, 1.5]
     with pytest.raises(ValueError, match="l1_start_step"):
-        DocToLoRAModule(base_model=str(tiny_llama_dir), l1_start_step=-1, **SMALL)
+        DocToLoRAModule(base_model=str(tiny_llama_dir), **grouped(SMALL, loss={"l1_start_step": -1}))
 
 
 def test_fixed_chunk_length_splits_evenly_without_slivers():

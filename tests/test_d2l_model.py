@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import grouped
 
 from lora_hyper.api.doc_to_lora import DocToLoRA
 from lora_hyper.data_modules.collate import collate_lm, lm_example
@@ -13,7 +14,11 @@ from lora_hyper.hypernets.perceiver import Perceiver
 from lora_hyper.lora import apply_lora
 from lora_hyper.modules.d2l import DocToLoRAModule
 
-SMALL = dict(rank=4, latent_dim=32, n_latents=8, n_blocks=1, n_heads=4, attn_implementation="sdpa")
+SMALL = dict(
+    lora={"rank": 4},
+    perceiver={"latent_dim": 32, "n_latents": 8, "n_blocks": 1, "n_heads": 4},
+    runtime={"attn_implementation": "sdpa"},
+)
 QUESTION = "What is the special magic number? Reply with only the number."
 
 
@@ -36,7 +41,7 @@ def d2l_batch(tok, docs, qas, n_chunks=None, chunk_length=None, with_teacher=Fal
 
 def make_module(model_dir, **kw) -> DocToLoRAModule:
     torch.manual_seed(0)
-    module = DocToLoRAModule(base_model=str(model_dir), **{**SMALL, **kw})
+    module = DocToLoRAModule(base_model=str(model_dir), **grouped(SMALL, **kw))
     module.configure_model()
     return module
 
@@ -70,7 +75,7 @@ def module(tiny_llama_dir):
 
 def test_zero_delta_at_init_outputs_equal_base(module):
     lora = module.internalize(["The grass is green. The sky is blue.", "The special magic number is 42."])
-    assert lora.batch_size == 2 and lora.rank == 2 * SMALL["rank"]  # one chunk + the bias block
+    assert lora.batch_size == 2 and lora.rank == 2 * SMALL["lora"]["rank"]  # one chunk + the bias block
     assert all(bool((lora.delta(m) == 0).all()) for m in lora.spec.target_modules)
     batch = d2l_batch(module.tokenizer, ["a b c", "d e f"], [[(QUESTION, "42")], [(QUESTION, "7")]])
     with torch.no_grad():
@@ -90,7 +95,7 @@ def test_per_document_independence_inside_a_batch(tiny_llama_dir):
     with torch.no_grad():
         a = module.adapters(d2l_batch(tok, [d0, d1], [[(QUESTION, "1")], [(QUESTION, "2")]], n_chunks=[1, 2]))
         b = module.adapters(d2l_batch(tok, [d0, d2], [[(QUESTION, "1")], [(QUESTION, "2")]], n_chunks=[1, 1]))
-    m = module.targets[0]
+    m = module.lora.targets[0]
     assert a.delta(m)[0].abs().max() > 0
     torch.testing.assert_close(a.delta(m)[0], b.delta(m)[0], atol=1e-5, rtol=1e-4)
     assert (a.delta(m)[1] - b.delta(m)[1]).abs().max() > 1e-4
@@ -99,12 +104,12 @@ def test_per_document_independence_inside_a_batch(tiny_llama_dir):
 def test_chunked_adapter_is_sum_of_chunk_deltas_and_rank_budget(tiny_llama_dir):
     module = make_module(tiny_llama_dir)
     perturb(module)
-    tok, h, m = module.tokenizer, module.hypernet, module.targets[0]
+    tok, h, m = module.tokenizer, module.hypernet, module.lora.targets[0]
     doc = "The grass is green. The sky is blue. The sun is yellow. The special magic number is 2024."
     lora = module.internalize([doc], chunk_length=6)
     chunks = encode_documents(tok, [doc], chunk_length=6, system=module.system_prompt)
     k = chunks["ctx_input_ids"].shape[0]
-    assert k >= 3 and lora.rank == (k + 1) * SMALL["rank"]
+    assert k >= 3 and lora.rank == (k + 1) * SMALL["lora"]["rank"]
     expected = h.bias_lora(1).delta(m)
     for i in range(k):  # each chunk encoded on its own, unpadded
         ids = chunks["ctx_input_ids"][i : i + 1][:, chunks["ctx_attention_mask"][i].bool()]
@@ -161,12 +166,12 @@ def test_separate_encoder_of_other_width_and_early_exit(tiny_llama_dir, tmp_path
     from lora_hyper.testing import save_tiny_llama
 
     enc_dir = save_tiny_llama(tmp_path / "wide", hidden_size=96, num_layers=4, intermediate_size=64)
-    module = make_module(tiny_llama_dir, encoder_model=str(enc_dir), encoder_mode="early_exit")
+    module = make_module(tiny_llama_dir, encoder={"model": str(enc_dir), "mode": "early_exit"})
     assert module.context_encoder.hidden_size == 96 and module.context_encoder.n_layers == 1
     perturb(module)
     lora = module.internalize(["The sky is blue.", "The grass is green."])
     assert lora.batch_size == 2 and lora.spec.shapes["down_proj"] == (128, 64)
-    per_layer = make_module(tiny_llama_dir, encoder_model=str(enc_dir))
+    per_layer = make_module(tiny_llama_dir, encoder={"model": str(enc_dir)})
     assert per_layer.context_encoder.layer_ids == [0, 3]  # 4 encoder layers spread over 2 base layers
     assert per_layer.internalize("The sky is blue.").batch_size == 1
 
@@ -184,7 +189,7 @@ def _train(module, batch, steps: int, lr: float = 3e-3) -> list[float]:
 
 
 def test_training_on_fixed_needles_halves_the_loss(tmp_path):
-    module = make_module(save_sharp_llama(tmp_path), l1_weight=0.01)
+    module = make_module(save_sharp_llama(tmp_path), loss={"l1_weight": 0.01})
     numbers = ["1234", "42", "2024", "100"]
     docs = [f"The grass is green. The special magic number is {n}. The sky is blue." for n in numbers]
     batch = d2l_batch(module.tokenizer, docs, [[(QUESTION, n)] for n in numbers], n_chunks=[1, 2, 1, 2])
@@ -194,7 +199,7 @@ def test_training_on_fixed_needles_halves_the_loss(tmp_path):
 
 
 def test_distill_objective_and_questions_per_document(tiny_llama_dir):
-    module = make_module(tiny_llama_dir, objective="distill", distill_top_k=4)
+    module = make_module(tiny_llama_dir, loss={"objective": "distill", "distill_top_k": 4})
     docs = ["The special magic number is 42.", "The special magic number is 7."]
     qas = [[(QUESTION, "42"), ("Here we go.", "42")], [(QUESTION, "7")]]  # unequal questions per document
     batch = d2l_batch(module.tokenizer, docs, qas, with_teacher=True)
@@ -223,7 +228,7 @@ def test_generate_groups_and_errors(module):
 def test_save_load_round_trip_and_wrong_base(tiny_llama_dir, tmp_path):
     from lora_hyper.testing import save_tiny_llama
 
-    module = make_module(tiny_llama_dir, chunk_length=8, rank_budget=6)
+    module = make_module(tiny_llama_dir, encoder={"chunk_length": 8}, lora={"rank_budget": 6})
     perturb(module)
     d2l = DocToLoRA.from_module(module)
     docs = ["The grass is green. The sky is blue. The sun is yellow.", "The special magic number is 42."]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from conftest import grouped
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lora_hyper.api.doc_to_lora import DocToLoRA
@@ -13,12 +14,17 @@ from lora_hyper.data_modules.niah import NIAHDataModule
 from lora_hyper.modules.d2l import DocToLoRAModule
 from lora_hyper.modules.init_from import hypernet_state
 
-SMALL = dict(rank=4, latent_dim=32, n_latents=8, n_blocks=1, n_heads=4, attn_implementation="sdpa", lr=1e-2)
+SMALL = dict(
+    lora={"rank": 4},
+    perceiver={"latent_dim": 32, "n_latents": 8, "n_blocks": 1, "n_heads": 4},
+    optim={"lr": 1e-2},
+    runtime={"attn_implementation": "sdpa"},
+)
 
 
 def _module(model_dir, seed: int = 0, **kw) -> DocToLoRAModule:
     torch.manual_seed(seed)
-    module = DocToLoRAModule(base_model=str(model_dir), **{**SMALL, **kw})
+    module = DocToLoRAModule(base_model=str(model_dir), **grouped(SMALL, **kw))
     module.configure_model()
     return module
 
@@ -65,7 +71,7 @@ def test_warm_start_from_saved_model_and_checkpoint(tiny_llama_dir, tmp_path):
 def test_warm_start_mismatch_and_bad_sources_fail_clearly(tiny_llama_dir, tmp_path):
     DocToLoRA.from_module(_module(tiny_llama_dir)).save_pretrained(tmp_path / "saved")
     with pytest.raises(ValueError, match="does not fit this hypernetwork.*same hypernetwork settings"):
-        _module(tiny_llama_dir, init_from=str(tmp_path / "saved"), latent_dim=16)
+        _module(tiny_llama_dir, init_from=str(tmp_path / "saved"), perceiver={"latent_dim": 16})
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="not a Lightning .ckpt"):
         _module(tiny_llama_dir, init_from=str(tmp_path / "notes.txt"))
@@ -100,7 +106,11 @@ def test_exact_resume_overrides_the_warm_start(tiny_llama_dir, tmp_path):
 def test_a_gate_can_be_added_to_a_warm_start_and_learns_faster(tiny_llama_dir, tmp_path):
     source = _module(tiny_llama_dir, seed=1)
     DocToLoRA.from_module(source).save_pretrained(tmp_path / "saved")
-    gated = _module(tiny_llama_dir, init_from=str(tmp_path / "saved"), chunk_gate=True, gate_lr_multiplier=50)
+    gated = _module(
+        tiny_llama_dir,
+        init_from=str(tmp_path / "saved"),
+        perceiver={"chunk_gate": True, "gate_lr_multiplier": 50},
+    )
     own = gated.hypernet.state_dict()
     for k, v in source.hypernet.state_dict().items():
         assert torch.equal(own[k], v)
@@ -108,10 +118,12 @@ def test_a_gate_can_be_added_to_a_warm_start_and_learns_faster(tiny_llama_dir, t
     groups = gated.configure_optimizers()["optimizer"].param_groups
     gate_ids = {id(p) for p in gated.hypernet.gate.parameters()}
     gate_groups = [g for g in groups if {id(p) for p in g["params"]} & gate_ids]
-    assert gate_groups and all(g["initial_lr"] == pytest.approx(50 * SMALL["lr"]) for g in gate_groups)
+    assert gate_groups and all(
+        g["initial_lr"] == pytest.approx(50 * SMALL["optim"]["lr"]) for g in gate_groups
+    )
     assert all(g["weight_decay"] == 0.0 for g in gate_groups)
     others = [g for g in groups if g not in gate_groups]
-    assert {g["initial_lr"] for g in others} == {SMALL["lr"]}
+    assert {g["initial_lr"] for g in others} == {SMALL["optim"]["lr"]}
     assert sum(len(g["params"]) for g in groups) == len(gated.trainable_parameters())
     with pytest.raises(ValueError, match="does not fit"):  # the other way round: a gate the target lacks
         DocToLoRA.from_module(gated).save_pretrained(tmp_path / "gated")

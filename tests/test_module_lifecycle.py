@@ -21,11 +21,9 @@ def _check_modes(module) -> None:
 def test_d2l_keeps_base_and_encoder_in_eval_mode(tiny_llama_dir):
     module = DocToLoRAModule(
         base_model=str(tiny_llama_dir),
-        rank=4,
-        latent_dim=32,
-        n_latents=8,
-        n_blocks=1,
-        attn_implementation="sdpa",
+        lora={"rank": 4},
+        perceiver={"latent_dim": 32, "n_latents": 8, "n_blocks": 1},
+        runtime={"attn_implementation": "sdpa"},
     )
     module.configure_model()
     assert module.base_model in module.frozen_models()
@@ -39,11 +37,10 @@ def test_t2l_keeps_base_and_task_encoder_in_eval_mode(tiny_llama_dir, tmp_path):
     encoder_dir = save_tiny_text_encoder(tmp_path / "encoder")
     module = TextToLoRAModule(
         base_model=str(tiny_llama_dir),
-        rank=4,
-        latent=16,
-        head_in=16,
-        task_encoder=str(encoder_dir),
-        attn_implementation="sdpa",
+        lora={"rank": 4},
+        mlp={"latent": 16, "head_in": 16},
+        task_encoder={"model": str(encoder_dir)},
+        runtime={"attn_implementation": "sdpa"},
     )
     module.configure_model()
     frozen = module.frozen_models()

@@ -309,8 +309,9 @@ RECIPE = """\
 seed_everything: 0
 model:
   class_path: lora_hyper.modules.d2l.DocToLoRAModule
-  init_args: {{base_model: {model}, rank: 4, latent_dim: 32, n_latents: 8, n_blocks: 1, n_heads: 4,
-              attn_implementation: sdpa}}
+  init_args: {{base_model: {model}, lora: {{rank: 4}},
+              perceiver: {{latent_dim: 32, n_latents: 8, n_blocks: 1, n_heads: 4}},
+              runtime: {{attn_implementation: sdpa}}}}
 data:
   class_path: lora_hyper.data_modules.NIAHDataModule
   init_args: {{base_model: {model}, train_lengths: [16, 48], val_bins: [], batch_size: 2}}

@@ -55,8 +55,9 @@ def test_recipe_parses_and_overrides_reach_interpolated_values(recipe, capsys):
     assert cfg["model"]["init_args"]["base_model"] == "/tmp/other-model"
     if "base_model" in cfg["data"]["init_args"]:
         assert cfg["data"]["init_args"]["base_model"] == "/tmp/other-model"
-    if cfg["model"]["init_args"].get("encoder_model"):  # the encoder reaches the data module the same way
-        assert cfg["data"]["init_args"]["encoder_model"] == cfg["model"]["init_args"]["encoder_model"]
+    encoder = cfg["model"]["init_args"].get("encoder") or {}
+    if encoder.get("model"):  # the encoder reaches the data module the same way
+        assert cfg["data"]["init_args"]["encoder_model"] == encoder["model"]
     assert cfg["trainer"]["max_steps"] > 0
 
 

@@ -9,7 +9,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lora_hyper.data_modules.niah import NIAHDataModule
 from lora_hyper.modules.d2l import DocToLoRAModule
 
-SMALL = dict(rank=4, latent_dim=32, n_latents=8, n_blocks=1, n_heads=4, attn_implementation="sdpa", lr=1e-2)
+SMALL = dict(
+    lora={"rank": 4},
+    perceiver={"latent_dim": 32, "n_latents": 8, "n_blocks": 1, "n_heads": 4},
+    optim={"lr": 1e-2},
+    runtime={"attn_implementation": "sdpa"},
+)
 
 
 class StopAt(L.Callback):

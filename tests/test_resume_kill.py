@@ -41,13 +41,10 @@ model:
   class_path: lora_hyper.modules.d2l.DocToLoRAModule
   init_args:
     base_model: {model}
-    rank: 4
-    latent_dim: 32
-    n_latents: 8
-    n_blocks: 1
-    n_heads: 4
-    attn_implementation: sdpa
-    lr: 1.0e-2
+    lora: {{rank: 4}}
+    perceiver: {{latent_dim: 32, n_latents: 8, n_blocks: 1, n_heads: 4}}
+    optim: {{lr: 1.0e-2}}
+    runtime: {{attn_implementation: sdpa}}
 data:
   class_path: lora_hyper.data_modules.niah.NIAHDataModule
   init_args:

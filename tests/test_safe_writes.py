@@ -21,7 +21,11 @@ from lora_hyper.cli import main
 from lora_hyper.file_io import read_json_config, validate_safetensors
 from lora_hyper.lora import LoRASpec, atomic_directory_write, load_peft, save_peft
 
-SMALL = dict(rank=4, latent_dim=32, n_latents=4, n_blocks=1, n_heads=4, attn_implementation="sdpa")
+SMALL = dict(
+    lora={"rank": 4},
+    perceiver={"latent_dim": 32, "n_latents": 4, "n_blocks": 1, "n_heads": 4},
+    runtime={"attn_implementation": "sdpa"},
+)
 
 
 def write_marker(text: str):
@@ -54,7 +58,7 @@ def d2l_module(tiny_llama_dir):
     from lora_hyper.modules.d2l import DocToLoRAModule
 
     torch.manual_seed(0)
-    module = DocToLoRAModule(base_model=str(tiny_llama_dir), chunk_length=16, **SMALL)
+    module = DocToLoRAModule(base_model=str(tiny_llama_dir), encoder={"chunk_length": 16}, **SMALL)
     module.configure_model()
     return module
 

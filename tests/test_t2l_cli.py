@@ -24,13 +24,10 @@ def t2l_dir(tiny_llama_dir, tmp_path_factory):
     encoder = save_tiny_text_encoder(tmp_path_factory.mktemp("encoder"))
     module = TextToLoRAModule(
         base_model=str(tiny_llama_dir),
-        targets=["q_proj", "v_proj", "down_proj"],
-        rank=4,
-        latent=32,
-        head_in=32,
-        head_size="S",
-        task_encoder=str(encoder),
-        attn_implementation="sdpa",
+        lora={"targets": ["q_proj", "v_proj", "down_proj"], "rank": 4},
+        mlp={"latent": 32, "head_in": 32, "head_size": "S"},
+        task_encoder={"model": str(encoder)},
+        runtime={"attn_implementation": "sdpa"},
     )
     module.configure_model()
     g = torch.Generator().manual_seed(0)
@@ -176,7 +173,9 @@ def test_t2l_checkpoint_written_from_python_names_its_class(t2l_dir, tiny_llama_
     ``lora-hyper export`` can rebuild it; frozen base weights are left out."""
     from lora_hyper.commands.export import checkpoint_class_path
 
-    module = TextToLoRAModule(base_model=str(tiny_llama_dir), rank=4, latent=32, head_in=32)
+    module = TextToLoRAModule(
+        base_model=str(tiny_llama_dir), lora={"rank": 4}, mlp={"latent": 32, "head_in": 32}
+    )
     module.configure_model()
     checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
     module.on_save_checkpoint(checkpoint)
@@ -188,11 +187,10 @@ T2L_TINY_OVERRIDES = """
 model:
   init_args:
     base_model: {model}
-    task_encoder: {encoder}
-    rank: 4
-    latent: 32
-    head_in: 32
-    attn_implementation: sdpa
+    task_encoder: {{model: {encoder}}}
+    lora: {{rank: 4}}
+    mlp: {{latent: 32, head_in: 32}}
+    runtime: {{attn_implementation: sdpa}}
 data:
   init_args:
     tasks_per_batch: 2

@@ -7,7 +7,7 @@ import random
 
 import pytest
 import torch
-from conftest import random_lora
+from conftest import grouped, random_lora
 
 from lora_hyper.api.text_to_lora import TextToLoRA
 from lora_hyper.data_modules.collate import collate_lm, lm_example
@@ -149,7 +149,7 @@ def test_bad_config_and_module_errors(tiny_llama):
     with pytest.raises(ValueError, match=r"task_embeddings must be \[batch, 16\]"):
         _hypernet(spec, "L")(torch.randn(2, 7))
     with pytest.raises(ValueError, match="Unknown objective"):
-        TextToLoRAModule(objective="rl")
+        TextToLoRAModule(loss={"objective": "rl"})
 
 
 def test_zscore_roundtrip_and_residual(tiny_llama):
@@ -196,17 +196,13 @@ def _t2l_batch(tokenizer, rng, rows=6):
 def _module(llama_dir, encoder_dir, **kw):
     args = dict(
         base_model=str(llama_dir),
-        rank=4,
-        alpha=8.0,
-        latent=32,
-        head_in=32,
-        dropout=0.0,
-        task_encoder=str(encoder_dir),
-        attn_implementation="sdpa",
-        lr=3e-3,
+        lora={"rank": 4, "alpha": 8.0},
+        mlp={"latent": 32, "head_in": 32, "dropout": 0.0},
+        task_encoder={"model": str(encoder_dir)},
+        optim={"lr": 3e-3},
+        runtime={"attn_implementation": "sdpa"},
     )
-    args.update(kw)
-    module = TextToLoRAModule(**args)
+    module = TextToLoRAModule(**grouped(args, **kw))
     module.configure_model()
     return module
 
@@ -231,7 +227,7 @@ def trained_sft(llama_dir, encoder_dir, tmp_path_factory):
 
     os.environ["LORA_HYPER_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     torch.manual_seed(0)
-    module = _module(llama_dir, encoder_dir, label_smoothing=0.0, l2_weight=1e-3)
+    module = _module(llama_dir, encoder_dir, loss={"label_smoothing": 0.0, "l2_weight": 1e-3})
     rng = random.Random(0)
     batches = [_t2l_batch(module.tokenizer, rng) for _ in range(8)]
     module.train()
@@ -296,7 +292,7 @@ def test_save_load_identical_adapters(trained_sft, tmp_path):
 
 def test_reconstruction_cuts_loss_by_90_percent(tiny_llama, llama_dir, encoder_dir, tmp_path):
     torch.manual_seed(0)
-    module = _module(llama_dir, encoder_dir, objective="reconstruction")
+    module = _module(llama_dir, encoder_dir, loss={"objective": "reconstruction"})
     assert module.base_model is None  # reconstruction reads layer shapes only
     spec = LoRASpec(["q_proj", "v_proj"], 4, scale=1.0).discover(tiny_llama[0])
     library = random_lora(spec, 3, seed=5, std=0.1)
@@ -329,7 +325,7 @@ def _scaled(lora, scale):
 
 
 def test_zscore_module_fits_stats_and_saves_them(llama_dir, encoder_dir, tiny_llama, tmp_path):
-    module = _module(llama_dir, encoder_dir, objective="reconstruction", zscore=True)
+    module = _module(llama_dir, encoder_dir, loss={"objective": "reconstruction", "zscore": True})
     spec = LoRASpec(["q_proj", "v_proj"], 4, scale=1.0).discover(tiny_llama[0])
     library = random_lora(spec, 3, seed=7)
     module.fit_zscore(library)
@@ -350,7 +346,7 @@ def test_residual_adapter_starts_at_the_residual(tiny_llama, llama_dir, encoder_
     for m in spec.target_modules:
         torch.testing.assert_close(lora.delta(m)[1], residual.delta(m)[0], atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="reconstruction_mode='delta'"):
-        TextToLoRAModule(objective="reconstruction", residual_adapter=str(tmp_path / "multitask"))
+        TextToLoRAModule(loss={"objective": "reconstruction"}, residual_adapter=str(tmp_path / "multitask"))
 
 
 # ------------------------------------------------------------------------------------------ plain LoRA finetune
@@ -358,13 +354,17 @@ def test_residual_adapter_starts_at_the_residual(tiny_llama, llama_dir, encoder_
 def test_finetune_library(llama_dir, tmp_path, mode):
     torch.manual_seed(0)
     module = LoRAFinetuneModule(
-        base_model=str(llama_dir), rank=4, mode=mode, tasks=sorted(TASKS), attn_implementation="sdpa"
+        base_model=str(llama_dir),
+        lora={"rank": 4},
+        mode=mode,
+        tasks=sorted(TASKS),
+        runtime={"attn_implementation": "sdpa"},
     )
     module.configure_model()
     module.descriptions = {n: d for n, (d, _) in TASKS.items()}
     rng = random.Random(1)
     batches = [_t2l_batch(module.tokenizer, rng) for _ in range(4)]
-    at_init = module.lora
+    at_init = module.adapters
     assert torch.equal(at_init.delta("q_proj"), torch.zeros_like(at_init.delta("q_proj")))
 
     def loss_fn(batch):
@@ -376,7 +376,7 @@ def test_finetune_library(llama_dir, tmp_path, mode):
     if mode == "multitask":
         assert written == [tmp_path / "lib"]
         loaded = load_peft(tmp_path / "lib")
-        torch.testing.assert_close(loaded.delta("q_proj")[0], module.lora.delta("q_proj")[0].detach())
+        torch.testing.assert_close(loaded.delta("q_proj")[0], module.adapters.delta("q_proj")[0].detach())
         return
     assert sorted(p.name for p in written) == sorted(TASKS)
     assert module.trained_tasks == [0, 1, 2]
@@ -385,7 +385,7 @@ def test_finetune_library(llama_dir, tmp_path, mode):
     for i, name in enumerate(sorted(TASKS)):
         loaded = load_peft(tmp_path / "lib" / name)
         assert json.loads((tmp_path / "lib" / name / "descriptions.json").read_text()) == TASKS[name][0]
-        torch.testing.assert_close(loaded.delta("v_proj")[0], module.lora.delta("v_proj")[i].detach())
+        torch.testing.assert_close(loaded.delta("v_proj")[0], module.adapters.delta("v_proj")[i].detach())
     bad = dict(batches[0], task_names=["say_no"] * len(batches[0]["task_names"]))
     with pytest.raises(ValueError, match="does not name task"):
         module._step(bad, "train")
@@ -424,19 +424,17 @@ def test_pipeline_with_trainer(llama_dir, encoder_dir, tmp_path):
 
     corpus_args = dict(base_model=str(llama_dir), corpus=str(root), held_out_tasks=[], n_eval_descriptions=1)
     data = TaskCorpusDataModule(**corpus_args, tasks_per_batch=3, steps_per_epoch=2)
-    oracle = LoRAFinetuneModule(base_model=str(llama_dir), rank=4, export_dir=str(tmp_path / "lib"))
+    oracle = LoRAFinetuneModule(base_model=str(llama_dir), lora={"rank": 4}, export_dir=str(tmp_path / "lib"))
     fit(oracle, data)
     assert sorted(p.name for p in (tmp_path / "lib").iterdir() if p.is_dir()) == sorted(TASKS)
 
     recon = TextToLoRAModule(
         base_model=str(llama_dir),
-        rank=4,
-        latent=32,
-        head_in=32,
-        task_encoder=str(encoder_dir),
-        objective="reconstruction",
-        zscore=True,
-        lr=1e-3,
+        lora={"rank": 4},
+        mlp={"latent": 32, "head_in": 32},
+        task_encoder={"model": str(encoder_dir)},
+        loss={"objective": "reconstruction", "zscore": True},
+        optim={"lr": 1e-3},
     )
     fit(
         recon,
@@ -452,12 +450,11 @@ def test_pipeline_with_trainer(llama_dir, encoder_dir, tmp_path):
 
     sft = TextToLoRAModule(
         base_model=str(llama_dir),
-        rank=4,
-        latent=32,
-        head_in=32,
-        task_encoder=str(encoder_dir),
-        lr=1e-3,
-        neftune_alpha=5.0,
+        lora={"rank": 4},
+        mlp={"latent": 32, "head_in": 32},
+        task_encoder={"model": str(encoder_dir)},
+        loss={"neftune_alpha": 5.0},
+        optim={"lr": 1e-3},
     )
     trainer = fit(sft, TaskCorpusDataModule(**corpus_args, tasks_per_batch=2, steps_per_epoch=2))
     assert trainer.global_step == 2 and torch.isfinite(trainer.callback_metrics["train/loss"])
@@ -496,7 +493,7 @@ def _reconstruct_four(llama_dir, encoder_dir, **kw) -> tuple[TextToLoRAModule, f
     """Reconstruct 4 random z-scored adapters for 200 steps at lr 3e-3; the relative delta-W error after it."""
     torch.manual_seed(0)
     descriptions = ["Answer yes", "Always reply with no", "Say green to everything", "Count the letters"]
-    module = _module(llama_dir, encoder_dir, objective="reconstruction", zscore=True, **kw)
+    module = _module(llama_dir, encoder_dir, loss={"objective": "reconstruction", "zscore": True}, **kw)
     spec = module.spec
     library = LoRABatch(spec, *_scaled(random_lora(spec, 4, seed=7, std=0.1), spec.scale))
     module.fit_zscore(library)
@@ -514,5 +511,5 @@ def test_reconstruction_default_reproduces_four_oracles(llama_dir, encoder_dir):
     module, err = _reconstruct_four(llama_dir, encoder_dir)
     assert module.hypernet.config.head_multiplier == 1.0
     assert err < 0.05, err
-    _, err_sft_default = _reconstruct_four(llama_dir, encoder_dir, head_multiplier=32**-0.5)
+    _, err_sft_default = _reconstruct_four(llama_dir, encoder_dir, mlp={"head_multiplier": 32**-0.5})
     assert err_sft_default > 0.2, err_sft_default

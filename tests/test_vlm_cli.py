@@ -105,7 +105,9 @@ def test_ask_image_bad_input(smoke, monkeypatch, capsys, tiny_llama_dir):
     from lora_hyper.api.doc_to_lora import DocToLoRA
     from lora_hyper.modules.d2l import DocToLoRAModule
 
-    text_only = DocToLoRAModule(str(tiny_llama_dir), rank=2, latent_dim=16, n_latents=2, n_blocks=1)
+    text_only = DocToLoRAModule(
+        str(tiny_llama_dir), lora={"rank": 2}, perceiver={"latent_dim": 16, "n_latents": 2, "n_blocks": 1}
+    )
     text_only.configure_model()
     DocToLoRA.from_module(text_only).save_pretrained("text_only")
     err = _error(capsys, "--model", "text_only", "--question", "q", "--image", IMAGE)

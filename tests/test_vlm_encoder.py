@@ -116,8 +116,9 @@ def test_context_ids_from_another_tokenizer_fail_clearly(tiny_llama_dir, tmp_pat
     from lora_hyper.modules.d2l import DocToLoRAModule
 
     vlm = save_tiny_vlm(tmp_path / "vlm", "gemma3")
-    module = DocToLoRAModule(str(tiny_llama_dir), rank=2, latent_dim=16, n_latents=2, n_blocks=1,
-                             encoder_model=str(vlm), encoder_layer_map="nearest")  # fmt: skip
+    module = DocToLoRAModule(str(tiny_llama_dir), lora={"rank": 2},
+                             perceiver={"latent_dim": 16, "n_latents": 2, "n_blocks": 1},
+                             encoder={"model": str(vlm), "layer_map": "nearest"})  # fmt: skip
     module.configure_model()
     assert module.context_encoder.layer_ids == [0, 2]  # 3 encoder layers -> 2 target layers
     assert module.encoder_tokenizer is not module.tokenizer

@@ -82,7 +82,8 @@ def _ask_image(args) -> int:
     if encoder.get("kind") != "vlm":
         raise CommandError(
             f"{model_dir} has no VLM context encoder (encoder: {encoder.get('model') or 'the base model'}), so it "
-            "cannot read images: use --doc, or a model trained with a vision-language encoder_model."
+            "cannot read images: use --doc, or a model trained with a vision-language context encoder "
+            "(encoder.model)."
         )
     if args.chunk_length is not None:
         raise CommandError("--chunk-length applies to --doc only; an image is read as one turn.")

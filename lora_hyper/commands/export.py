@@ -47,8 +47,11 @@ def module_from_checkpoint(path: str | Path) -> Any:
         raise CommandError(f"{p} is not a Lightning checkpoint (no state_dict).")
     cls = _import(checkpoint_class_path(ckpt))
     hparams = {k: v for k, v in (ckpt.get("hyper_parameters") or {}).items() if k not in _PRIVATE_HPARAMS}
-    accepted = inspect.signature(cls.__init__).parameters
-    module = cls(**{k: v for k, v in hparams.items() if k in accepted})
+    if hasattr(cls, "arguments_from_hparams"):  # grouped arguments, or the flat layout of older checkpoints
+        module = cls(**cls.arguments_from_hparams(hparams))
+    else:
+        accepted = inspect.signature(cls.__init__).parameters
+        module = cls(**{k: v for k, v in hparams.items() if k in accepted})
     module.configure_model()
     state = ckpt["state_dict"]
     trainable = {n for n, q in module.named_parameters() if q.requires_grad}

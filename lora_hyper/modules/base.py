@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -12,14 +15,15 @@ from torch import Tensor
 from lora_hyper.base_model import load_base_model
 from lora_hyper.lora import LoRABatch, apply_lora
 from lora_hyper.losses import per_sample_ce
-from lora_hyper.validation import check_training_args
+from lora_hyper.modules.args import SCHEDULES, OptimArgs, RuntimeArgs, from_flat, is_grouped, resolve_groups
+from lora_hyper.validation import InputError
 
 
 def warmup_schedule(total_steps: int, warmup: float | int, kind: str = "cosine", min_ratio: float = 0.0):
     """LR multiplier: linear warm-up over ``warmup`` steps (or that fraction of ``total_steps`` when < 1),
     then ``cosine`` / ``linear`` decay to ``min_ratio``, or ``constant``."""
-    if kind not in ("cosine", "linear", "constant"):
-        raise ValueError(f"Unknown schedule {kind!r}: use 'cosine', 'linear' or 'constant'.")
+    if kind not in SCHEDULES:
+        raise ValueError(f"Unknown schedule {kind!r}: use one of {SCHEDULES}.")
     total = max(int(total_steps), 1)
     warm = int(warmup * total) if isinstance(warmup, float) and warmup < 1 else int(warmup)
 
@@ -42,41 +46,58 @@ class HypernetModule(L.LightningModule):
     Only parameters with ``requires_grad`` are optimised; frozen children are left out of checkpoints and
     restored from the loaded base model, so a checkpoint holds what training changed.
 
+    Arguments are a few top-level values and argument groups (``lora_hyper.modules.args``): every subclass takes
+    ``optim`` (:class:`OptimArgs`) and ``runtime`` (:class:`RuntimeArgs`) plus its own groups, and passes them all
+    to :meth:`set_arguments` at the end of its ``__init__``.
+
     Args:
         base_model: hub name, local directory or ``"smollm2-135m-instruct"``.
-        lr: peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        warmup: warm-up steps (int) or fraction of the run (float < 1).
-        schedule: ``cosine``, ``linear`` or ``constant`` after warm-up.
-        attn_implementation: ``auto`` (flash-attention 2 on CUDA when installed, else sdpa), ``sdpa``, ``eager``.
-        base_dtype: dtype of the frozen base (``auto``: bf16 on CUDA, fp32 on CPU).
         init_from: start the hypernetwork from these weights (a Lightning ``.ckpt``, a saved model directory or
             a shipped name) with a fresh optimiser and schedule; a ``--ckpt_path`` resume still wins.
     """
 
-    def __init__(
-        self,
-        base_model: str = "smollm2-135m-instruct",
-        lr: float = 1e-4,
-        weight_decay: float = 0.01,
-        warmup: float = 0.1,
-        schedule: str = "cosine",
-        attn_implementation: str = "auto",
-        base_dtype: str = "auto",
-        init_from: str | None = None,
-    ) -> None:
+    optim: OptimArgs
+    runtime: RuntimeArgs
+
+    def __init__(self, base_model: str = "smollm2-135m-instruct", init_from: str | None = None) -> None:
         super().__init__()
-        check_training_args(base_model, lr, weight_decay, warmup)
+        if not isinstance(base_model, str) or not base_model.strip():
+            raise InputError(
+                f"base_model must be a hub name, a local directory or an alias, got {base_model!r}."
+            )
         self.base_model_name = base_model
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.warmup = warmup
-        self.schedule = schedule
-        self.attn_implementation = attn_implementation
-        self.base_dtype = base_dtype
         self.init_from = init_from
         self.base_model: torch.nn.Module | None = None
         self.tokenizer: Any = None
+
+    def set_arguments(self, **groups: Any) -> None:
+        """Resolve the argument groups of ``__init__`` into attributes (``self.optim``, ``self.lora``, ...: ``None``
+        or a dict -> the signature's default with those fields replaced) and save the hyperparameters
+        (LightningCLI's config, or the ``__init__`` arguments) with every group as a plain dict, so checkpoints
+        load with ``weights_only=True`` and rebuild the module.
+
+        Call at the end of a subclass ``__init__`` with every group (``self.set_arguments(optim=optim, ...)``)."""
+        resolve_groups(self, **groups)
+        frame = inspect.currentframe().f_back  # the subclass __init__: Lightning collects its arguments
+        self.save_hyperparameters(frame=frame)
+        plain = {name: dataclasses.asdict(getattr(self, name)) for name in groups}
+        self.save_hyperparameters({**dict(self.hparams), **plain}, frame=frame)
+
+    @classmethod
+    def arguments_from_hparams(cls, hparams: dict[str, Any]) -> dict[str, Any]:
+        """``__init__`` arguments from saved hyperparameters, grouped or in the flat layout written before the
+        argument groups (see :func:`lora_hyper.modules.args.from_flat`)."""
+        return from_flat(cls, hparams)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Lightning's ``load_from_checkpoint``; checkpoints written before the argument groups (flat ``lr``,
+        ``rank``, ...) load too: their hyperparameters are moved into the groups first."""
+        if isinstance(checkpoint_path, (str, Path)) and Path(checkpoint_path).is_file():
+            saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True).get("hyper_parameters")
+            if saved and not is_grouped(cls, saved):
+                kwargs = {**cls.arguments_from_hparams(saved), **kwargs}
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     # ------------------------------------------------------------------ model
     def load_base(self) -> None:
@@ -85,7 +106,7 @@ class HypernetModule(L.LightningModule):
             return
         device = self.device if self.device.type != "meta" else None
         self.base_model, self.tokenizer = load_base_model(
-            self.base_model_name, self.attn_implementation, self.base_dtype, device=device
+            self.base_model_name, self.runtime.attn_implementation, self.runtime.base_dtype, device=device
         )
 
     def warm_start(self) -> None:
@@ -151,6 +172,7 @@ class HypernetModule(L.LightningModule):
         params = self.trainable_parameters()
         if not params:
             raise RuntimeError("No trainable parameters: was the hypernetwork built in configure_model?")
+        optim = self.optim
         exempt = self.no_weight_decay_parameters()
         multipliers = self.lr_multipliers()
         groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
@@ -159,16 +181,16 @@ class HypernetModule(L.LightningModule):
             groups.setdefault((decays, multipliers.get(id(p), 1.0)), []).append(p)
         optimizer = torch.optim.AdamW(
             [
-                {"params": ps, "weight_decay": self.weight_decay if decays else 0.0, "lr": self.lr * mult}
+                {"params": ps, "weight_decay": optim.weight_decay if decays else 0.0, "lr": optim.lr * mult}
                 for (decays, mult), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))
             ],
-            lr=self.lr,
+            lr=optim.lr,
         )
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1000
         if not math.isfinite(total):
             total = 100_000
         sched = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, warmup_schedule(int(total), self.warmup, self.schedule)
+            optimizer, warmup_schedule(int(total), optim.warmup, optim.schedule)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 

@@ -17,11 +17,17 @@ from lora_hyper.hypernets.d2l import DocToLoRAHypernet, DocToLoRAHypernetConfig,
 from lora_hyper.internalize import internalize_documents, internalize_images
 from lora_hyper.lora import LoRABatch, LoRASpec
 from lora_hyper.losses import factor_l1, mean_by_group, per_sample_ce, topk_distill_per_sample
+from lora_hyper.modules.args import (
+    ContextEncoderArgs,
+    DocLoRAArgs,
+    DocLossArgs,
+    OptimArgs,
+    PerceiverArgs,
+    RuntimeArgs,
+)
 from lora_hyper.modules.base import HypernetModule
 from lora_hyper.strategies import shard_fsdp2
-from lora_hyper.validation import InputError, check_lora_args, positive
-
-OBJECTIVES = ("ce", "distill")
+from lora_hyper.validation import InputError
 
 
 def consecutive_groups(doc_index: Tensor, n_docs: int) -> bool:
@@ -36,150 +42,48 @@ def consecutive_groups(doc_index: Tensor, n_docs: int) -> bool:
 class DocToLoRAModule(HypernetModule):
     """Doc-to-LoRA training: frozen base + frozen context encoder + trainable Perceiver hypernetwork.
 
-    Consumes the Doc-to-LoRA batch contract of ``data_modules/collate.py``; only the hypernetwork trains.
+    Consumes the Doc-to-LoRA batch contract of ``data_modules/collate.py``; only the hypernetwork trains. A group
+    given in part (a recipe's ``optim: {lr: 1e-3}``, or ``optim={"lr": 1e-3}`` from Python) keeps the defaults
+    below for its other fields.
 
     Args:
         base_model: hub name, local directory or ``"smollm2-135m-instruct"``.
-        targets: module names that get adapters (default ``["down_proj"]``, as the reference).
-        rank: LoRA rank of one chunk's adapter.
-        scale: LoRA scale (default ``2 * rank**1.5``, the reference's alpha used directly).
-        encoder_mode: ``per_layer`` (activation l feeds layer l's adapter) or ``early_exit``.
-        encoder_layers: ``early_exit`` depth (default a quarter of the encoder's layers).
-        encoder_model: a separate frozen context encoder (hub name, local dir or packaged alias; any width and
-            depth): a causal LM, or a vision-language model whose language model reads the text contexts in
-            training and images at evaluation (``internalize_images``). Default: the base model itself. The data
-            module must tokenize contexts with this encoder's tokenizer (its ``encoder_model`` argument).
-        encoder_layer_map: with ``per_layer`` and an encoder of another depth, which encoder activation feeds
-            which base layer: ``even`` (spread over the encoder), ``nearest`` (same relative depth), ``first``
-            (the first L activations, the reference's Gemma-3-4b -> Gemma-2-2b setting) or a list of encoder
-            layer ids, one per base layer (see ``lora_hyper.encoders.layer_map``). ``early_exit`` takes any depth.
-        latent_dim: Perceiver latent width.
-        n_latents: learned latent queries.
-        n_blocks: Perceiver blocks.
-        n_heads: attention heads.
-        mlp_ratio: SwiGLU hidden width as a multiple of ``latent_dim``.
-        self_attention: self-attention among latents in every Perceiver block.
-        head_hidden_ratio: per-layer residual MLP width as a multiple of ``latent_dim``.
-        bias_rank: rank of the learned context-free bias adapter (default: ``rank``; 0: none).
-        head_init: ``reference`` (small heads, std ``0.5/sqrt(latent + (d_in+d_out)*r)``) or ``fan_in``.
-        chunk_gate: learned per-chunk relevance gate multiplied into A (its mean is logged as ``chunk_gate``).
-        gate_lr_multiplier: learning-rate multiplier of the gate's parameters (a warm start at a low learning
-            rate needs a fast gate: it must move its logit by several units).
-        objective: ``ce`` (gold answers) or ``distill`` (teacher = base with the document in the prompt).
-        distill_top_k: teacher tokens kept per answer position in ``distill``.
-        l1_weight: weight of the reference's L1 penalty on the generated factors (``mean|A| + mean|B|`` of each
-            document's combined adapter, averaged over modules and documents; reference NIAH: 1.5 Gemma,
-            0.5 Qwen3-4B, 2.0 Mistral; QA 0.1). It silences filler chunks, so sums of many chunks stay sane.
-        l1_start_step: optimizer step at which the L1 penalty starts (0: from the first step, as the reference).
-        l1_ramp_steps: steps over which the L1 weight then rises linearly to ``l1_weight`` (0: at once). On
-            small CPU batches at lr 5e-4, L1 from step 0 drives A to zero before the answer's gradient can grow
-            B (the chunk path stays dead, only the bias block learns); starting it once the needle is read
-            avoids that.
-        label_smoothing: label smoothing of the ``ce`` objective.
-        chunk_length: chunk length used by ``internalize`` (default: the encoder's native window).
-        rank_budget: compress internalized adapters to this rank (default: keep all chunk ranks).
-        lr: peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        warmup: warm-up steps (int) or fraction of the run (float < 1).
-        schedule: ``cosine``, ``linear`` or ``constant`` after warm-up.
-        attn_implementation: ``auto`` (flash-attention 2 on CUDA when installed, else sdpa), ``sdpa``, ``eager``.
-        base_dtype: dtype of the frozen base (``auto``: bf16 on CUDA, fp32 on CPU).
-        init_from: start the hypernetwork from these weights (a Lightning ``.ckpt``, a saved model directory or
-            a shipped name) with a fresh optimiser and schedule; a ``--ckpt_path`` resume still wins.
+        lora: the generated adapters: targets, rank, scale, rank budget.
+        encoder: the frozen context encoder and how its activations feed the hypernetwork.
+        perceiver: the hypernetwork's sizes and its chunk gate.
+        loss: the objective and the L1 penalty on the generated factors.
+        optim: AdamW, warm-up and schedule.
+        runtime: how the frozen models load (attention kernel, dtype).
         system_prompt: system message of chunk wrappers and questions (``""``: an empty one, as the
             reference; ``None``: the chat template's default). The data module must use the same.
+        init_from: start the hypernetwork from these weights (a Lightning ``.ckpt``, a saved model directory or
+            a shipped name) with a fresh optimiser and schedule; a ``--ckpt_path`` resume still wins.
     """
+
+    lora: DocLoRAArgs
+    encoder: ContextEncoderArgs
+    perceiver: PerceiverArgs
+    loss: DocLossArgs
 
     def __init__(
         self,
         base_model: str = "smollm2-135m-instruct",
-        targets: list[str] | None = None,
-        rank: int = 8,
-        scale: float | None = None,
-        encoder_mode: str = "per_layer",
-        encoder_layers: int | None = None,
-        encoder_model: str | None = None,
-        latent_dim: int = 256,
-        n_latents: int = 32,
-        n_blocks: int = 2,
-        n_heads: int = 4,
-        mlp_ratio: float = 2.0,
-        self_attention: bool = True,
-        head_hidden_ratio: float = 1.0,
-        bias_rank: int | None = None,
-        head_init: str = "reference",
-        chunk_gate: bool = False,
-        gate_lr_multiplier: float = 1.0,
-        objective: str = "ce",
-        distill_top_k: int = 16,
-        l1_weight: float = 0.0,
-        l1_start_step: int = 0,
-        l1_ramp_steps: int = 0,
-        label_smoothing: float = 0.0,
-        chunk_length: int | None = None,
-        rank_budget: int | None = None,
-        lr: float = 1e-4,
-        weight_decay: float = 0.01,
-        warmup: float = 0.1,
-        schedule: str = "cosine",
-        attn_implementation: str = "auto",
-        base_dtype: str = "auto",
+        lora: DocLoRAArgs = DocLoRAArgs(),
+        encoder: ContextEncoderArgs = ContextEncoderArgs(),
+        perceiver: PerceiverArgs = PerceiverArgs(),
+        loss: DocLossArgs = DocLossArgs(),
+        optim: OptimArgs = OptimArgs(lr=1e-4, weight_decay=0.01, warmup=0.1, schedule="cosine"),
+        runtime: RuntimeArgs = RuntimeArgs(),
         system_prompt: str | None = "",
         init_from: str | None = None,
-        encoder_layer_map: str | list[int] = "even",
     ) -> None:
-        super().__init__(
-            base_model, lr, weight_decay, warmup, schedule, attn_implementation, base_dtype, init_from
+        super().__init__(base_model, init_from)
+        self.set_arguments(
+            lora=lora, encoder=encoder, perceiver=perceiver, loss=loss, optim=optim, runtime=runtime
         )
-        check_lora_args(targets, rank)
-        positive(chunk_length, "chunk_length")
-        positive(rank_budget, "rank_budget")
-        for name, value in (
-            ("l1_weight", l1_weight),
-            ("l1_start_step", l1_start_step),
-            ("l1_ramp_steps", l1_ramp_steps),
-            ("gate_lr_multiplier", gate_lr_multiplier),
-        ):
-            if value < 0:
-                raise InputError(f"{name} must be >= 0, got {value!r}.")
-        if objective not in OBJECTIVES:
-            raise ValueError(f"Unknown objective {objective!r}: use one of {OBJECTIVES}.")
-        if encoder_mode not in ("per_layer", "early_exit"):
-            raise ValueError(f"Unknown encoder_mode {encoder_mode!r}: use 'per_layer' or 'early_exit'.")
-        self.save_hyperparameters()
-        self.targets = list(targets) if targets else ["down_proj"]
-        self.rank = rank
-        self.scale = float(scale) if scale is not None else 2.0 * rank**1.5
-        self.encoder_mode = encoder_mode
-        self.encoder_layers = encoder_layers
-        self.encoder_model = encoder_model
-        self.encoder_layer_map = (
-            encoder_layer_map if isinstance(encoder_layer_map, str) else list(encoder_layer_map)
-        )
+        self.system_prompt = system_prompt
         self.encoder_tokenizer: Any = None
         self._ctx_ids_checked = False
-        self.hypernet_config_kwargs = dict(
-            latent_dim=latent_dim,
-            n_latents=n_latents,
-            n_blocks=n_blocks,
-            n_heads=n_heads,
-            mlp_ratio=mlp_ratio,
-            self_attention=self_attention,
-            head_hidden_ratio=head_hidden_ratio,
-            bias_rank=bias_rank,
-            head_init=head_init,
-            chunk_gate=chunk_gate,
-        )
-        self.gate_lr_multiplier = gate_lr_multiplier
-        self.system_prompt = system_prompt
-        self.objective = objective
-        self.distill_top_k = distill_top_k
-        self.l1_weight = l1_weight
-        self.l1_start_step = l1_start_step
-        self.l1_ramp_steps = l1_ramp_steps
-        self.label_smoothing = label_smoothing
-        self.chunk_length = chunk_length
-        self.rank_budget = rank_budget
         self.hypernet: DocToLoRAHypernet | None = None
         self.context_encoder: ContextEncoder | None = None
 
@@ -189,32 +93,31 @@ class DocToLoRAModule(HypernetModule):
         if self.hypernet is not None:
             return
         self.load_base()
-        spec = LoRASpec(self.targets, self.rank, self.scale).discover(self.base_model)
-        per_layer = self.encoder_mode == "per_layer"
+        lora, enc = self.lora, self.encoder
+        spec = LoRASpec(lora.targets, lora.rank, lora.resolved_scale).discover(self.base_model)
+        per_layer = enc.mode == "per_layer"
         n_out = spec.n_layers if per_layer else None
-        if self.encoder_model is None:
-            encoder = ContextEncoder(
-                self.base_model, self.encoder_mode, self.encoder_layers, n_out, self.encoder_layer_map
-            )
+        if enc.model is None:
+            encoder = ContextEncoder(self.base_model, enc.mode, enc.layers, n_out, enc.layer_map)
             # Shared with the base: keep it out of the module tree so the weights are not registered twice.
             object.__setattr__(self, "context_encoder", encoder)
             self.encoder_tokenizer = self.tokenizer
         else:
             device = self.device if self.device.type != "meta" else None
             self.context_encoder, self.encoder_tokenizer = load_context_encoder(
-                self.encoder_model,
-                self.encoder_mode,
-                self.encoder_layers,
+                enc.model,
+                enc.mode,
+                enc.layers,
                 n_out,
-                self.encoder_layer_map,
-                self.attn_implementation,
-                self.base_dtype,
+                enc.layer_map,
+                self.runtime.attn_implementation,
+                self.runtime.base_dtype,
                 device,
             )
         config = DocToLoRAHypernetConfig(
             input_dim=self.context_encoder.hidden_size,
             per_layer_input=per_layer,
-            **self.hypernet_config_kwargs,
+            **self.perceiver.hypernet_config(),
         )
         self.hypernet = DocToLoRAHypernet(config, spec)
         self.warm_start()
@@ -230,9 +133,10 @@ class DocToLoRAModule(HypernetModule):
     def lr_multipliers(self) -> dict[int, float]:
         """The chunk gate learns at ``gate_lr_multiplier`` times the learning rate."""
         gate = getattr(self.hypernet, "gate", None)
-        if gate is None or self.gate_lr_multiplier == 1.0:
+        multiplier = float(self.perceiver.gate_lr_multiplier)
+        if gate is None or multiplier == 1.0:
             return {}
-        return {id(p): float(self.gate_lr_multiplier) for p in gate.parameters()}
+        return {id(p): multiplier for p in gate.parameters()}
 
     def frozen_models(self) -> list[torch.nn.Module]:
         """The base, frozen children, and the context encoder's model (kept outside the tree when shared)."""
@@ -248,6 +152,19 @@ class DocToLoRAModule(HypernetModule):
     @property
     def native_window(self) -> int:
         return native_window(self.base_model)
+
+    # what DocToLoRA.from_module reads (and the defaults of internalize)
+    @property
+    def encoder_model(self) -> str | None:
+        return self.encoder.model
+
+    @property
+    def chunk_length(self) -> int | None:
+        return self.encoder.chunk_length
+
+    @property
+    def rank_budget(self) -> int | None:
+        return self.lora.rank_budget
 
     # ------------------------------------------------------------------ training
     def chunk_adapters(self, batch: dict[str, Any]) -> LoRABatch:
@@ -268,8 +185,8 @@ class DocToLoRAModule(HypernetModule):
         qa = batch["qa_doc_index"]
         index = None if consecutive_groups(qa, lora.batch_size) else qa
         logits = self.lm_logits(lora, batch, adapter_index=index)
-        if self.objective == "ce":
-            per_row = per_sample_ce(logits, batch["labels"], self.label_smoothing)
+        if self.loss.objective == "ce":
+            per_row = per_sample_ce(logits, batch["labels"], self.loss.label_smoothing)
         else:
             if "teacher_input_ids" not in batch:
                 raise ValueError(
@@ -280,7 +197,7 @@ class DocToLoRAModule(HypernetModule):
                     input_ids=batch["teacher_input_ids"], attention_mask=batch["teacher_attention_mask"]
                 ).logits
             per_row = topk_distill_per_sample(
-                logits, batch["labels"], teacher, batch["teacher_labels"], self.distill_top_k
+                logits, batch["labels"], teacher, batch["teacher_labels"], self.loss.distill_top_k
             )
         qa_loss = mean_by_group(per_row, qa)
         l1 = factor_l1(chunks, self.hypernet.bias_lora(1), group_sizes(batch["ctx_doc_index"]))
@@ -310,12 +227,13 @@ class DocToLoRAModule(HypernetModule):
 
     def current_l1_weight(self) -> float:
         """The L1 weight at this optimizer step (``l1_start_step`` and ``l1_ramp_steps`` applied)."""
-        step = self.global_step if self._trainer is not None else self.l1_start_step + self.l1_ramp_steps
-        if not self.l1_weight or step < self.l1_start_step:
+        loss = self.loss
+        step = self.global_step if self._trainer is not None else loss.l1_start_step + loss.l1_ramp_steps
+        if not loss.l1_weight or step < loss.l1_start_step:
             return 0.0
-        if not self.l1_ramp_steps:
-            return self.l1_weight
-        return self.l1_weight * min(1.0, (step - self.l1_start_step) / self.l1_ramp_steps)
+        if not loss.l1_ramp_steps:
+            return loss.l1_weight
+        return loss.l1_weight * min(1.0, (step - loss.l1_start_step) / loss.l1_ramp_steps)
 
     def _log_all(self, stage: str, out: dict[str, Tensor], batch: dict[str, Any]) -> None:
         n_docs = int(batch["ctx_doc_index"].max()) + 1

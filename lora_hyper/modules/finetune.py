@@ -11,8 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from lora_hyper.lora import LoRABatch, LoRASpec, lora_a_init, save_peft
+from lora_hyper.modules.args import FinetuneLoRAArgs, OptimArgs, RuntimeArgs
 from lora_hyper.modules.base import HypernetModule
-from lora_hyper.validation import check_lora_args
+from lora_hyper.validation import InputError
 
 MODES = ("per_task", "multitask")
 
@@ -25,47 +26,37 @@ class LoRAFinetuneModule(HypernetModule):
 
     Args:
         base_model: hub name, local directory or ``"smollm2-135m-instruct"``.
-        targets: module names that get adapters (default ``["q_proj", "v_proj"]``).
-        rank: LoRA rank.
-        alpha: LoRA alpha.
-        rslora: scale ``alpha / sqrt(rank)`` (as Text-to-LoRA) instead of ``alpha / rank``.
+        lora: the trainable adapters: targets, rank, alpha, rsLoRA scaling.
         mode: ``per_task`` (oracle library) or ``multitask`` (one shared adapter).
         tasks: task names in ``task_index`` order (default: the DataModule's ``corpus.tasks``).
         export_dir: where :meth:`export_library` writes at the end of fit (``None``: no export).
         label_smoothing: label smoothing of the cross-entropy.
-        lr: peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        warmup: warm-up steps (int) or fraction of the run (float < 1).
-        schedule: ``linear``, ``cosine`` or ``constant`` after warm-up.
-        attn_implementation: ``auto``, ``sdpa``, ``eager`` or ``flash_attention_2``.
-        base_dtype: dtype of the frozen base (``auto``: bf16 on CUDA, fp32 on CPU).
+        optim: AdamW, warm-up and schedule.
+        runtime: how the frozen base loads (attention kernel, dtype).
     """
+
+    lora: FinetuneLoRAArgs
 
     def __init__(
         self,
         base_model: str = "smollm2-135m-instruct",
-        targets: list[str] | None = None,
-        rank: int = 8,
-        alpha: float = 16.0,
-        rslora: bool = True,
+        lora: FinetuneLoRAArgs = FinetuneLoRAArgs(),
         mode: str = "per_task",
         tasks: list[str] | None = None,
         export_dir: str | None = None,
         label_smoothing: float = 0.0,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        warmup: float = 0.1,
-        schedule: str = "cosine",
-        attn_implementation: str = "auto",
-        base_dtype: str = "auto",
+        optim: OptimArgs = OptimArgs(lr=1e-3, weight_decay=0.0, warmup=0.1, schedule="cosine"),
+        runtime: RuntimeArgs = RuntimeArgs(),
     ) -> None:
-        super().__init__(base_model, lr, weight_decay, warmup, schedule, attn_implementation, base_dtype)
-        check_lora_args(targets, rank)
+        super().__init__(base_model)
         if mode not in MODES:
-            raise ValueError(f"Unknown mode {mode!r}: use one of {MODES}.")
-        self.save_hyperparameters()
-        self.targets = list(targets or ["q_proj", "v_proj"])
-        self.rank, self.alpha, self.mode = rank, alpha, mode
+            raise InputError(f"Unknown mode {mode!r}: use one of {MODES}.")
+        if label_smoothing < 0:
+            raise InputError(f"label_smoothing must be >= 0, got {label_smoothing!r}.")
+        self.set_arguments(lora=lora, optim=optim, runtime=runtime)
+        self.mode = mode
+        self.label_smoothing = label_smoothing
+        self.export_dir = export_dir
         self.task_names: list[str] | None = list(tasks) if tasks else None
         self.descriptions: dict[str, list[str]] = {}
         self.spec: LoRASpec | None = None
@@ -91,24 +82,25 @@ class LoRAFinetuneModule(HypernetModule):
                 "mode='per_task' needs the task list: set tasks=[...] or train with a TaskCorpusDataModule."
             )
         n = len(self.task_names) if self.mode == "per_task" else 1
-        scale = self.alpha / (math.sqrt(self.rank) if self.hparams.rslora else self.rank)
-        self.spec = LoRASpec(self.targets, self.rank, scale=scale).discover(self.base_model)
+        lora = self.lora
+        scale = lora.alpha / (math.sqrt(lora.rank) if lora.rslora else lora.rank)
+        self.spec = LoRASpec(lora.targets, lora.rank, scale=scale).discover(self.base_model)
         gen = torch.Generator().manual_seed(0)
-        for m in self.targets:
+        for m in lora.targets:
             d_in, d_out = self.spec.shapes[m]
             L = self.spec.n_layers
             a = torch.stack(
-                [torch.stack([lora_a_init(self.rank, d_in, gen) for _ in range(L)]) for _ in range(n)]
+                [torch.stack([lora_a_init(lora.rank, d_in, gen) for _ in range(L)]) for _ in range(n)]
             )
             key = m.replace(".", "__")
             self.lora_A[key] = nn.Parameter(a.to(self.device))
-            self.lora_B[key] = nn.Parameter(torch.zeros(n, L, d_out, self.rank, device=self.device))
+            self.lora_B[key] = nn.Parameter(torch.zeros(n, L, d_out, lora.rank, device=self.device))
         self.register_buffer("task_steps", torch.zeros(n, dtype=torch.long, device=self.device))
 
     @property
-    def lora(self) -> LoRABatch:
+    def adapters(self) -> LoRABatch:
         """The trainable adapters as a ``LoRABatch`` (one row per task, or one row)."""
-        keys = {m: m.replace(".", "__") for m in self.targets}
+        keys = {m: m.replace(".", "__") for m in self.lora.targets}
         return LoRABatch(
             self.spec,  # type: ignore[arg-type]
             {m: self.lora_A[k] for m, k in keys.items()},
@@ -130,7 +122,7 @@ class LoRAFinetuneModule(HypernetModule):
         return index
 
     def _step(self, batch: dict[str, Any], stage: str) -> Tensor:
-        per = self.lm_loss(self.lora, batch, self._adapter_index(batch), float(self.hparams.label_smoothing))
+        per = self.lm_loss(self.adapters, batch, self._adapter_index(batch), float(self.label_smoothing))
         loss = per.mean()
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=per.shape[0])
         if stage == "train":
@@ -156,7 +148,7 @@ class LoRAFinetuneModule(HypernetModule):
     def export_library(self, directory: str | Path, only_trained: bool = True) -> list[Path]:
         """Write PEFT dirs: ``<dir>/<task>/`` per task + ``descriptions.json`` (or ``<dir>`` itself in multitask)."""
         directory = Path(directory)
-        lora = self.lora.detach()
+        lora = self.adapters.detach()
         if self.mode == "multitask":
             return [save_peft(lora, 0, directory, base_model_name=self.base_model_name, overwrite=True)]
         rows = self.trained_tasks if only_trained and self.trained_tasks else range(len(self.task_names))  # type: ignore[arg-type]
@@ -172,5 +164,5 @@ class LoRAFinetuneModule(HypernetModule):
         return written
 
     def on_fit_end(self) -> None:
-        if self.hparams.export_dir and self.trainer.is_global_zero:
-            self.export_library(self.hparams.export_dir)
+        if self.export_dir and self.trainer.is_global_zero:
+            self.export_library(self.export_dir)

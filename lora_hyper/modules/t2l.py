@@ -9,15 +9,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lora_hyper.encoders.task import BASE_ENCODER, DEFAULT_ENCODER, TaskEncoder
+from lora_hyper.encoders.task import BASE_ENCODER, TaskEncoder
 from lora_hyper.generation import generate_answers
 from lora_hyper.hypernets.t2l import T2LHypernetConfig, TextToLoRAHypernet
 from lora_hyper.lora import LoRABatch, LoRASpec, align_adapter, load_peft
 from lora_hyper.losses import factor_l2, reconstruction_l1
+from lora_hyper.modules.args import LoRAArgs, MLPArgs, OptimArgs, RuntimeArgs, TaskEncoderArgs, TaskLossArgs
 from lora_hyper.modules.base import HypernetModule
-from lora_hyper.validation import check_lora_args
-
-OBJECTIVES = ("sft", "reconstruction")
+from lora_hyper.validation import InputError
 
 
 def meta_model(base_model: str) -> torch.nn.Module:
@@ -41,87 +40,53 @@ def default_head_multiplier(objective: str, head_multiplier: float | None) -> fl
 class TextToLoRAModule(HypernetModule):
     """Text-to-LoRA: a frozen task encoder + a hypernetwork generating per-description adapters for a frozen LLM.
 
+    A group given in part (a recipe's ``optim: {lr: 1e-3}``, or ``optim={"lr": 1e-3}`` from Python) keeps the
+    defaults below for its other fields.
+
     Args:
         base_model: hub name, local directory or ``"smollm2-135m-instruct"``.
-        targets: module names that get adapters (default ``["q_proj", "v_proj"]``).
-        rank: LoRA rank of generated adapters.
-        alpha: LoRA alpha; the adapters' scale is ``alpha / sqrt(rank)`` (rsLoRA), folded into B on export.
-        head_size: ``L``, ``M`` or ``S`` output heads.
-        latent: trunk width of the hypernetwork (multiple of 4).
-        head_in: width of the hidden state read by the heads.
-        head_multiplier: factor on the heads' weight output. ``None`` picks it by objective: ``1/sqrt(head_in)``
-            for SFT (a head step then moves the generated LoRA about as far as a step on LoRA weights would) and
-            ``1.0`` for reconstruction, whose (z-scored) targets are of order 1: at ``1/sqrt(head_in)`` it stalls
-            (benchmarks/results/t2l_head_multiplier.json).
-        dropout: dropout inside the hypernetwork trunk.
-        task_encoder: sentence-embedding model (hub name or directory), ``"all-minilm-l6-v2"`` (packaged),
-            or ``"base"`` (last-token pooling of the base LLM).
-        task_encoder_pooling: ``cls``, ``mean`` or ``last`` (default: ``mean``; ``last`` for ``"base"``).
-        objective: ``sft`` (LM loss through the base) or ``reconstruction`` (L1 to a library of adapters).
-        label_smoothing: label smoothing of the SFT cross-entropy.
-        l2_weight: weight of the ``mean A^2 + mean B^2`` penalty on generated factors (SFT).
-        reconstruction_mode: ``factors`` (L1 on A and B) or ``delta`` (L1 on B @ A).
-        zscore: regress z-scores of the library's factors (statistics saved with the model).
+        lora: the generated adapters: targets, rank, alpha (scale ``alpha / sqrt(rank)``, rsLoRA).
+        mlp: the hypernetwork: an MLP trunk and its output heads.
+        task_encoder: the frozen sentence encoder of task descriptions.
+        loss: the objective (SFT or reconstruction) and its penalties.
+        optim: AdamW, warm-up and schedule.
+        runtime: how the frozen models load (attention kernel, dtype).
         residual_adapter: PEFT adapter directory (e.g. a multi-task LoRA) every generated adapter adds to.
-        neftune_alpha: NEFTune noise on input embeddings during SFT training (0: off).
-        lr: peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        warmup: warm-up steps (int) or fraction of the run (float < 1).
-        schedule: ``linear``, ``cosine`` or ``constant`` after warm-up.
-        attn_implementation: ``auto`` (flash-attention 2 on CUDA when installed, else sdpa), ``sdpa``, ``eager``.
-        base_dtype: dtype of the frozen base (``auto``: bf16 on CUDA, fp32 on CPU).
         init_from: start the hypernetwork from these weights (a Lightning ``.ckpt``, a saved model directory or
             a shipped name) with a fresh optimiser and schedule; a ``--ckpt_path`` resume still wins.
     """
 
+    lora: LoRAArgs
+    mlp: MLPArgs
+    task_encoder: TaskEncoderArgs
+    loss: TaskLossArgs
+
     def __init__(
         self,
         base_model: str = "smollm2-135m-instruct",
-        targets: list[str] | None = None,
-        rank: int = 8,
-        alpha: float = 16.0,
-        head_size: str = "L",
-        latent: int = 128,
-        head_in: int = 512,
-        head_multiplier: float | None = None,
-        dropout: float = 0.05,
-        task_encoder: str = DEFAULT_ENCODER,
-        task_encoder_pooling: str | None = None,
-        objective: str = "sft",
-        label_smoothing: float = 0.1,
-        l2_weight: float = 1e-3,
-        reconstruction_mode: str = "factors",
-        zscore: bool = False,
+        lora: LoRAArgs = LoRAArgs(),
+        mlp: MLPArgs = MLPArgs(),
+        task_encoder: TaskEncoderArgs = TaskEncoderArgs(),
+        loss: TaskLossArgs = TaskLossArgs(),
+        optim: OptimArgs = OptimArgs(lr=2.5e-5, weight_decay=0.01, warmup=0.2, schedule="linear"),
+        runtime: RuntimeArgs = RuntimeArgs(),
         residual_adapter: str | None = None,
-        neftune_alpha: float = 0.0,
-        lr: float = 2.5e-5,
-        weight_decay: float = 0.01,
-        warmup: float = 0.2,
-        schedule: str = "linear",
-        attn_implementation: str = "auto",
-        base_dtype: str = "auto",
         init_from: str | None = None,
     ) -> None:
-        super().__init__(
-            base_model, lr, weight_decay, warmup, schedule, attn_implementation, base_dtype, init_from
+        super().__init__(base_model, init_from)
+        self.set_arguments(
+            lora=lora, mlp=mlp, task_encoder=task_encoder, loss=loss, optim=optim, runtime=runtime
         )
-        check_lora_args(targets, rank)
-        if objective not in OBJECTIVES:
-            raise ValueError(f"Unknown objective {objective!r}: use one of {OBJECTIVES}.")
-        if reconstruction_mode not in ("factors", "delta"):
-            raise ValueError(
-                f"Unknown reconstruction_mode {reconstruction_mode!r}: use 'factors' or 'delta'."
+        if (
+            self.loss.objective == "reconstruction"
+            and residual_adapter
+            and self.loss.reconstruction_mode != "delta"
+        ):
+            raise InputError(
+                "residual_adapter with the reconstruction objective needs loss.reconstruction_mode='delta'."
             )
-        if objective == "reconstruction" and residual_adapter and reconstruction_mode != "delta":
-            raise ValueError(
-                "residual_adapter with the reconstruction objective needs reconstruction_mode='delta'."
-            )
-        self.save_hyperparameters()
-        self.targets = list(targets or ["q_proj", "v_proj"])
-        self.rank = rank
-        self.alpha = alpha
-        self.objective = objective
-        self.head_multiplier = default_head_multiplier(objective, head_multiplier)
+        self.residual_adapter = residual_adapter
+        self.head_multiplier = default_head_multiplier(self.loss.objective, self.mlp.head_multiplier)
         self.hypernet: TextToLoRAHypernet | None = None
         self.encoder: TaskEncoder | None = None
         self.spec: LoRASpec | None = None
@@ -131,43 +96,43 @@ class TextToLoRAModule(HypernetModule):
         """Build (once) the frozen base (SFT or base-LLM encoder), the task encoder and the hypernetwork."""
         if self.hypernet is not None:
             return
-        hp = self.hparams
-        needs_base = self.objective == "sft" or hp.task_encoder == BASE_ENCODER
+        lora, mlp, encoder = self.lora, self.mlp, self.task_encoder
+        needs_base = self.loss.objective == "sft" or encoder.model == BASE_ENCODER
         if needs_base:
             self.load_base()
             shapes_from = self.base_model
         else:  # reconstruction: the layer shapes are enough, no weights are read
             shapes_from = meta_model(self.base_model_name)
-        spec = LoRASpec(self.targets, self.rank, scale=self.alpha / math.sqrt(self.rank)).discover(
+        spec = LoRASpec(lora.targets, lora.rank, scale=lora.alpha / math.sqrt(lora.rank)).discover(
             shapes_from
         )
         self.spec = spec
-        if hp.task_encoder == BASE_ENCODER:
+        if encoder.model == BASE_ENCODER:
             self.encoder = TaskEncoder(
-                BASE_ENCODER, hp.task_encoder_pooling, model=self.base_model, tokenizer=self.tokenizer
+                BASE_ENCODER, encoder.pooling, model=self.base_model, tokenizer=self.tokenizer
             )
         else:
             device = self.device if self.device.type == "cuda" else None
-            self.encoder = TaskEncoder(hp.task_encoder, hp.task_encoder_pooling, device=device)
+            self.encoder = TaskEncoder(encoder.model, encoder.pooling, device=device)
         residual = None
-        if hp.residual_adapter:
-            residual = align_adapter(load_peft(hp.residual_adapter, n_layers=spec.n_layers), spec)
+        if self.residual_adapter:
+            residual = align_adapter(load_peft(self.residual_adapter, n_layers=spec.n_layers), spec)
         config = T2LHypernetConfig(
             spec=spec.to_dict(),
             emb_dim=self.encoder.dim,
-            latent=hp.latent,
-            head_in=hp.head_in,
+            latent=mlp.latent,
+            head_in=mlp.head_in,
             head_multiplier=self.head_multiplier,
-            head_size=hp.head_size,
-            dropout=hp.dropout,
-            output_zscore=bool(hp.zscore),
+            head_size=mlp.head_size,
+            dropout=mlp.dropout,
+            output_zscore=self.loss.zscore,
             residual_rank=None if residual is None else residual.rank,
         )
         self.hypernet = TextToLoRAHypernet(config)
         if residual is not None:
             self.hypernet.set_residual(residual)
         self.warm_start()
-        if hp.zscore:
+        if self.loss.zscore:
             self.register_buffer("zscore_fitted", torch.zeros((), dtype=torch.long))
 
     def inference_model(self) -> Any:
@@ -225,7 +190,7 @@ class TextToLoRAModule(HypernetModule):
     @contextmanager
     def _neftune(self):
         """Uniform noise ``alpha / sqrt(T * d)`` on the input embeddings while training (NEFTune)."""
-        alpha = float(self.hparams.neftune_alpha)
+        alpha = float(self.loss.neftune_alpha)
         if not (self.training and alpha > 0):
             yield
             return
@@ -252,10 +217,10 @@ class TextToLoRAModule(HypernetModule):
         generated = hypernet.denormalize(hypernet.raw(self.embed(unique)))
         lora = hypernet.add_residual(generated)
         with self._neftune():
-            per_sample = self.lm_loss(lora, batch, index, label_smoothing=float(self.hparams.label_smoothing))
+            per_sample = self.lm_loss(lora, batch, index, label_smoothing=float(self.loss.label_smoothing))
         ce = per_sample.mean()
         l2 = factor_l2(generated)
-        return ce + float(self.hparams.l2_weight) * l2, {"ce": ce.detach(), "factor_l2": l2.detach()}
+        return ce + float(self.loss.l2_weight) * l2, {"ce": ce.detach(), "factor_l2": l2.detach()}
 
     def reconstruction_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
         """L1 between generated and library adapters (z-scored factors, raw factors, or delta W)."""
@@ -263,11 +228,11 @@ class TextToLoRAModule(HypernetModule):
         target = align_adapter(batch["target"], hypernet.spec).to(self.device)
         emb = self.embed(list(batch["descriptions"]))
         raw = hypernet.raw(emb)
-        if self.hparams.reconstruction_mode == "factors":
+        if self.loss.reconstruction_mode == "factors":
             if target.ranks != raw.ranks:
                 raise ValueError(
-                    f"Library adapters have ranks {target.ranks} but the hypernetwork generates rank {self.rank}: "
-                    "set rank to match or use reconstruction_mode='delta'."
+                    f"Library adapters have ranks {target.ranks} but the hypernetwork generates rank "
+                    f"{self.lora.rank}: set lora.rank to match or use loss.reconstruction_mode='delta'."
                 )
             loss = reconstruction_l1(raw, hypernet.normalize(target), "factors")
         else:
@@ -275,7 +240,7 @@ class TextToLoRAModule(HypernetModule):
         return loss, {}
 
     def _step(self, batch: dict[str, Any], stage: str) -> Tensor:
-        fn = self.sft_loss if self.objective == "sft" else self.reconstruction_loss
+        fn = self.sft_loss if self.loss.objective == "sft" else self.reconstruction_loss
         loss, parts = fn(batch)
         n = len(batch["descriptions"])
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=n)
@@ -292,7 +257,7 @@ class TextToLoRAModule(HypernetModule):
     # ------------------------------------------------------------------ z-score statistics
     def on_fit_start(self) -> None:
         """Fit the z-score statistics on the library once (before the first step; restored on resume)."""
-        if not (self.objective == "reconstruction" and self.hparams.zscore) or int(self.zscore_fitted):
+        if not (self.loss.objective == "reconstruction" and self.loss.zscore) or int(self.zscore_fitted):
             return
         self.fit_zscore(self._library())
 
@@ -313,7 +278,8 @@ class TextToLoRAModule(HypernetModule):
             return LoRABatch.cat([align_adapter(a, spec) for a in adapters.values()])
         if dm is None:
             raise ValueError(
-                "zscore=True needs the library: call fit_zscore(library) or train with a LoRA-library DataModule."
+                "loss.zscore=True needs the library: call fit_zscore(library) or train with a LoRA-library "
+                "DataModule."
             )
         seen: dict[str, LoRABatch] = {}
         for i, batch in enumerate(dm.train_dataloader()):

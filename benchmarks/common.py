@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -72,3 +73,46 @@ def peak_memory(fn: Callable[[], Any], device: torch.device) -> int | None:
     fn()
     torch.cuda.synchronize(device)
     return torch.cuda.max_memory_allocated(device) - base
+
+
+class LossCurve(L.Callback):
+    """``[step, loss, wall_s]`` at every optimizer step: the logged ``metric`` (e.g. ``train/ce``, the unsmoothed
+    CE) when given and logged, else the loss ``training_step`` returned.
+
+    ``points`` and ``offset_s`` continue an interrupted run's curve (its points and its wall time so far); a run
+    resumed from a checkpoint drops the points recorded after that checkpoint."""
+
+    def __init__(
+        self, metric: str | None = None, points: list[list[float]] | None = None, offset_s: float = 0.0
+    ) -> None:
+        self.metric = metric
+        self.points: list[list[float]] = list(points or [])
+        self.t0 = time.perf_counter() - offset_s
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self.points = [p for p in self.points if p[0] <= trainer.global_step]
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, *args: Any) -> None:
+        loss = trainer.callback_metrics.get(self.metric) if self.metric else None
+        if loss is None:
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self.points.append([trainer.global_step, round(float(loss), 5), round(self.wall(), 2)])
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def values(self) -> list[float]:
+        return [p[1] for p in self.points]
+
+
+def quiet_trainer(max_steps: int, callbacks: list[L.Callback], gpu: bool = False, **kwargs: Any) -> L.Trainer:
+    """A Trainer for benchmark runs: no logger, checkpoints, progress bar, summary or validation; clip 1.0;
+    bf16-mixed on a GPU, fp32 on the CPU. ``kwargs`` override any of these."""
+    settings: dict[str, Any] = {
+        "accelerator": "gpu" if gpu else "cpu", "devices": 1, "precision": "bf16-mixed" if gpu else "32-true",
+        "max_steps": max_steps, "gradient_clip_val": 1.0, "logger": False, "enable_checkpointing": False,
+        "enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0,
+        "limit_val_batches": 0, "callbacks": callbacks,
+    }  # fmt: skip
+    return L.Trainer(**{**settings, **kwargs})

@@ -16,16 +16,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import time_call, write_result  # noqa: E402
+from lora_hyper.api.doc_to_lora import DocToLoRA
+from lora_hyper.data_modules.niah_protocol import niah_examples
+from lora_hyper.encoders.chunking import encode_documents
 
-from lora_hyper.api.doc_to_lora import DocToLoRA  # noqa: E402
-from lora_hyper.data_modules.niah_protocol import niah_examples  # noqa: E402
-from lora_hyper.encoders.chunking import encode_documents  # noqa: E402
+from common import time_call, write_result
 
 
 def main() -> None:

@@ -18,26 +18,23 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import sync, write_result  # noqa: E402
-
-from lora_hyper.api.doc_to_lora import DocToLoRA  # noqa: E402
-from lora_hyper.base_model import load_base_model  # noqa: E402
-from lora_hyper.data_modules.collate import collate_lm, lm_example  # noqa: E402
-from lora_hyper.data_modules.doc_batch import context_prompt  # noqa: E402
-from lora_hyper.data_modules.niah_protocol import (  # noqa: E402
+from lora_hyper.api.doc_to_lora import DocToLoRA
+from lora_hyper.base_model import load_base_model
+from lora_hyper.data_modules.collate import collate_lm, lm_example
+from lora_hyper.data_modules.doc_batch import context_prompt
+from lora_hyper.data_modules.niah_protocol import (
     NIAH_QUESTION,
     QUESTION_VARIANTS,
     extract_number,
     niah_examples,
 )
-from lora_hyper.generation import generate_answers  # noqa: E402
+from lora_hyper.generation import generate_answers
+
+from common import sync, write_result
 
 
 def generate(model, tok, prompts: list[str], max_new_tokens: int = 16) -> list[str]:

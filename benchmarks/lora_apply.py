@@ -22,11 +22,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_memory, time_call, write_result  # noqa: E402
+from lora_hyper.base_model import load_base_model
+from lora_hyper.lora import LoRABatch, LoRASpec, apply_lora
 
-from lora_hyper.base_model import load_base_model  # noqa: E402
-from lora_hyper.lora import LoRABatch, LoRASpec, apply_lora  # noqa: E402
+from common import peak_memory, time_call, write_result
 
 VARIANTS = ("plain", "apply_lora", "naive_per_token")
 TARGETS = {"down_proj": ["down_proj"], "q_v": ["q_proj", "v_proj"]}

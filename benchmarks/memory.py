@@ -16,17 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import torch
 from transformers import Gemma2Config, LlamaConfig, MistralConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, write_result  # noqa: E402
+from lora_hyper.base_model import kv_cache_bytes, load_base_model
+from lora_hyper.lora import LoRABatch, LoRASpec
 
-from lora_hyper.base_model import kv_cache_bytes, load_base_model  # noqa: E402
-from lora_hyper.lora import LoRABatch, LoRASpec  # noqa: E402
+from common import RESULTS, write_result
 
 LENGTHS = [1024, 8192, 32768, 131072]
 CHUNK = 1024

@@ -31,18 +31,17 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from lora_hyper.api.doc_to_lora import DocToLoRA
+from lora_hyper.callbacks.chunk_health import ChunkHealthProbe, chunk_health
+from lora_hyper.callbacks.curriculum import NeedleCurriculum
+from lora_hyper.callbacks.niah import evaluate_niah
+from lora_hyper.data_modules.collate import chat_prompt_ids
+from lora_hyper.data_modules.doc_batch import context_prompt
+from lora_hyper.data_modules.niah import NIAHDataModule
+from lora_hyper.data_modules.niah_protocol import NIAH_QUESTION, extract_number, niah_examples
+from lora_hyper.modules.d2l import DocToLoRAModule
 
-from lora_hyper.api.doc_to_lora import DocToLoRA  # noqa: E402
-from lora_hyper.callbacks.chunk_health import ChunkHealthProbe, chunk_health  # noqa: E402
-from lora_hyper.callbacks.curriculum import NeedleCurriculum  # noqa: E402
-from lora_hyper.callbacks.niah import evaluate_niah  # noqa: E402
-from lora_hyper.data_modules.collate import chat_prompt_ids  # noqa: E402
-from lora_hyper.data_modules.doc_batch import context_prompt  # noqa: E402
-from lora_hyper.data_modules.niah import NIAHDataModule  # noqa: E402
-from lora_hyper.data_modules.niah_protocol import NIAH_QUESTION, extract_number, niah_examples  # noqa: E402
-from lora_hyper.modules.d2l import DocToLoRAModule  # noqa: E402
+from common import write_result
 
 FULL_BINS = [256, 1024, 4096, 8192, 16384, 32768, 40960]
 PROSE_BINS = [1024, 2048, 4096]

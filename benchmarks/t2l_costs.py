@@ -10,26 +10,23 @@ extra attention (the language-model head runs on the last position only, so it i
 from __future__ import annotations
 
 import statistics
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import time_call  # noqa: E402
-
-from lora_hyper.data_modules.collate import chat_prompt_ids  # noqa: E402
-from lora_hyper.encoders.task import (  # noqa: E402
+from lora_hyper.data_modules.collate import chat_prompt_ids
+from lora_hyper.encoders.task import (
     BASE_ENCODER,
     DEFAULT_ENCODER,
     TaskEncoder,
     normalize_description,
     packaged_minilm_dir,
 )
+
+from common import time_call
 
 
 @contextmanager

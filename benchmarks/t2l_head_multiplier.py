@@ -11,28 +11,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import lightning as L
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from lora_hyper.data_modules.task_sampler import TaskCorpusDataModule
+from lora_hyper.modules.t2l import TextToLoRAModule
 
-from lora_hyper.data_modules.task_sampler import TaskCorpusDataModule  # noqa: E402
-from lora_hyper.modules.t2l import TextToLoRAModule  # noqa: E402
+from common import LossCurve, quiet_trainer, write_result
 
 BASE = "smollm2-135m-instruct"
-
-
-class Losses(L.Callback):
-    def __init__(self) -> None:
-        self.values: list[float] = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.values.append(float(outputs["loss"] if isinstance(outputs, dict) else outputs))
 
 
 def train(multiplier: float | None, steps: int, lr: float) -> dict:
@@ -45,14 +34,10 @@ def train(multiplier: float | None, steps: int, lr: float) -> dict:
     data = TaskCorpusDataModule(
         BASE, tasks_per_batch=4, examples_per_task=1, steps_per_epoch=steps, max_length=96, seed=0
     )
-    losses = Losses()
+    losses = LossCurve()
     t = time.perf_counter()
-    L.Trainer(
-        accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, gradient_clip_val=1.0, callbacks=[losses], num_sanity_val_steps=0,
-        limit_val_batches=0,
-    ).fit(module, datamodule=data)  # fmt: skip
-    v = losses.values
+    quiet_trainer(steps, [losses]).fit(module, datamodule=data)  # fmt: skip
+    v = losses.values()
     return {
         "head_multiplier": multiplier if multiplier is not None else "default (1/sqrt(head_in) = 1/16)",
         "losses": v,

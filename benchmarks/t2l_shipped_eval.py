@@ -20,13 +20,12 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
-from t2l_report import paired_bootstrap, pick_seen  # noqa: E402
+from lora_hyper.api.text_to_lora import TextToLoRA
+from lora_hyper.data_modules.task_corpus import TaskCorpus, score
+from lora_hyper.data_modules.task_sampler import description_prompt
 
-from lora_hyper.api.text_to_lora import TextToLoRA  # noqa: E402
-from lora_hyper.data_modules.task_corpus import TaskCorpus, score  # noqa: E402
-from lora_hyper.data_modules.task_sampler import description_prompt  # noqa: E402
+from common import write_result
+from t2l_report import paired_bootstrap, pick_seen
 
 METHODS = ("base", "base_with_description", "t2l")
 

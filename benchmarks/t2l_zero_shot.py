@@ -48,10 +48,18 @@ from typing import Any
 import lightning as L
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
-from t2l_costs import adapter_cost, few_shot_prompt, prompt_cost  # noqa: E402
-from t2l_report import (  # noqa: E402
+from lora_hyper.data_modules.lora_library import LoRALibraryDataModule
+from lora_hyper.data_modules.task_corpus import TaskCorpus, score
+from lora_hyper.data_modules.task_sampler import TaskCorpusDataModule, description_prompt
+from lora_hyper.encoders.task import BASE_ENCODER, DEFAULT_ENCODER, packaged_minilm_dir
+from lora_hyper.generation import generate_answers
+from lora_hyper.lora import LoRABatch, load_peft
+from lora_hyper.modules.finetune import LoRAFinetuneModule
+from lora_hyper.modules.t2l import TextToLoRAModule
+
+from common import LossCurve, quiet_trainer, write_result
+from t2l_costs import adapter_cost, few_shot_prompt, prompt_cost
+from t2l_report import (
     BASELINES,
     answer_ce,
     compare,
@@ -66,15 +74,6 @@ from t2l_report import (  # noqa: E402
     targets,
     task_means,
 )
-
-from lora_hyper.data_modules.lora_library import LoRALibraryDataModule  # noqa: E402
-from lora_hyper.data_modules.task_corpus import TaskCorpus, score  # noqa: E402
-from lora_hyper.data_modules.task_sampler import TaskCorpusDataModule, description_prompt  # noqa: E402
-from lora_hyper.encoders.task import BASE_ENCODER, DEFAULT_ENCODER, packaged_minilm_dir  # noqa: E402
-from lora_hyper.generation import generate_answers  # noqa: E402
-from lora_hyper.lora import LoRABatch, load_peft  # noqa: E402
-from lora_hyper.modules.finetune import LoRAFinetuneModule  # noqa: E402
-from lora_hyper.modules.t2l import TextToLoRAModule  # noqa: E402
 
 BASE = "smollm2-135m-instruct"
 SHOTS = 3
@@ -132,32 +131,6 @@ def training_steps(cfg: dict[str, Any], n_train_tasks: int) -> int:
 
 class Paused(Exception):
     """This invocation's time (or stage) budget is spent; ``<work-dir>/state.json`` holds what is done."""
-
-
-class LossCurve(L.Callback):
-    """Training loss at every optimizer step: the unsmoothed CE (``train/ce``) when the module logs it.
-
-    ``points`` and ``offset_s`` continue an interrupted run's curve (its points and its wall time so far)."""
-
-    def __init__(self, points: list[list[float]] | None = None, offset_s: float = 0.0) -> None:
-        self.points: list[list[float]] = list(points or [])
-        self.t0 = time.perf_counter() - offset_s
-
-    def wall(self) -> float:
-        return time.perf_counter() - self.t0
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
-        # a run resumed from a checkpoint repeats the steps after it: drop their points from the earlier curve
-        self.points = [p for p in self.points if p[0] <= trainer.global_step]
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, *args: Any) -> None:
-        loss = trainer.callback_metrics.get("train/ce")
-        if loss is None:
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None:
-            self.points.append(
-                [trainer.global_step, round(float(loss), 5), round(time.perf_counter() - self.t0, 2)]
-            )
 
 
 class PeriodicCheckpoint(L.Callback):
@@ -367,7 +340,7 @@ class Bench:
     def fit(self, key: str, module: L.LightningModule, data: L.LightningDataModule, max_steps: int) -> bool:
         """Train ``module`` for ``max_steps`` within its share of the budget; False (and a note) when no time is left."""
         prior = self.partial.get(key, {})
-        curve = LossCurve(prior.get("curve"), prior.get("wall_s", 0.0))
+        curve = LossCurve("train/ce", prior.get("curve"), prior.get("wall_s", 0.0))
         callbacks: list[L.Callback] = [curve]
         ckpt_path = None
         if self.persistent:
@@ -394,13 +367,9 @@ class Bench:
                 )
                 print(f"[t2l] skip {key}: {self.skipped[key]}", flush=True)
                 return False
-        trainer = L.Trainer(
-            accelerator="gpu" if self.gpu else "cpu", devices=1,
-            precision="bf16-mixed" if self.gpu else "32-true",
-            max_steps=max_steps, max_time=None if self.persistent else {"seconds": seconds}, gradient_clip_val=1.0,
-            logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            num_sanity_val_steps=0, limit_val_batches=0, callbacks=callbacks,
-            default_root_dir=str(self.work / "trainer"),
+        trainer = quiet_trainer(
+            max_steps, callbacks, self.gpu, default_root_dir=str(self.work / "trainer"),
+            max_time=None if self.persistent else {"seconds": seconds},
         )  # fmt: skip
         if ckpt_path:
             print(f"[t2l] {key}: resuming from {ckpt_path}", flush=True)

@@ -6,13 +6,10 @@ Pure Python: no model is loaded (``t2l_zero_shot`` is imported only for its size
 from __future__ import annotations
 
 import random
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from t2l_report import (  # noqa: E402
+from t2l_report import (
     BASELINES,
     compare,
     count_summary,

@@ -343,6 +343,7 @@ class Bench:
         curve = LossCurve("train/ce", prior.get("curve"), prior.get("wall_s", 0.0))
         callbacks: list[L.Callback] = [curve]
         ckpt_path = None
+        saver: PeriodicCheckpoint | None = None
         if self.persistent:
             # resumable: the whole matched budget, over as many invocations as it takes
             seconds = self.budget - self.invocation_elapsed() - 10.0
@@ -375,8 +376,8 @@ class Bench:
             print(f"[t2l] {key}: resuming from {ckpt_path}", flush=True)
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
         wall = curve.wall()
-        if self.persistent and trainer.global_step < max_steps:
-            callbacks[1].save(trainer)  # the PeriodicCheckpoint: checkpoint and state at the stopping step
+        if saver is not None and trainer.global_step < max_steps:
+            saver.save(trainer)  # checkpoint and state at the stopping step
             raise Paused(f"{key} stopped at step {trainer.global_step}/{max_steps} (checkpointed)")
         self.partial.pop(key, None)
         losses = [p[1] for p in curve.points]

@@ -15,6 +15,7 @@ _LAZY = {
     "ZeroShotTaskEvaluation": ".zero_shot",
     "NeedleCurriculum": ".curriculum",
     "ChunkHealthProbe": ".chunk_health",
+    "PeriodicEvaluation": ".periodic",
 }
 
 __all__ = sorted(_LAZY)

@@ -19,6 +19,8 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lora_hyper.data_modules.niah_protocol import example_rng, filler_text, make_niah_example
 
+from .periodic import PeriodicEvaluation
+
 CSV_FIELDS = ("step", "ratio", "filler_norm", "needle_norm")
 
 
@@ -50,7 +52,7 @@ def chunk_health(model: Any, n_filler: int = 31, chunk_length: int = 1024, seed:
     return {**out, "n_filler": n_filler, "chunk_length": chunk_length}
 
 
-class ChunkHealthProbe(L.Callback):
+class ChunkHealthProbe(PeriodicEvaluation):
     """Log :func:`chunk_health` every N steps (``health/filler_needle_ratio``); write a CSV and a PNG at fit end.
 
     Needs the module's public inference API (``internalize`` with ``include_bias``, ``tokenizer``): the same
@@ -70,17 +72,13 @@ class ChunkHealthProbe(L.Callback):
         chunk_length: int = 1024,
         output_dir: str | None = None,
     ) -> None:
-        super().__init__()
-        if every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}.")
+        super().__init__(every_n_steps, output_dir, min_every_n_steps=1)
         if n_filler < 1 or chunk_length < 16:
             raise ValueError(
                 f"n_filler must be >= 1 and chunk_length >= 16, got {n_filler} and {chunk_length}."
             )
-        self.every_n_steps = every_n_steps
         self.n_filler = n_filler
         self.chunk_length = chunk_length
-        self.output_dir = output_dir
         self.history: list[dict[str, float]] = []
 
     def probe(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
@@ -91,6 +89,7 @@ class ChunkHealthProbe(L.Callback):
         finally:
             pl_module.train(was_training)
         self.history.append(row)
+        self.mark(trainer)
         metrics = {"health/filler_needle_ratio": row["ratio"]}
         gates = ""
         if "needle_gate" in row:
@@ -98,32 +97,28 @@ class ChunkHealthProbe(L.Callback):
                 {"health/filler_gate": row["filler_gate"], "health/needle_gate": row["needle_gate"]}
             )
             gates = f" (gate: filler {row['filler_gate']:.3f}, needle {row['needle_gate']:.3f})"
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
+        self.log_metrics(trainer, metrics)
         rank_zero_info(
             f"[chunk health] step {trainer.global_step}: {self.n_filler} filler chunks / needle chunk = "
             f"{row['ratio']:.3f}{gates}"
         )
         return row
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if step and step % self.every_n_steps == 0 and (not self.history or self.history[-1]["step"] != step):
-            self.probe(trainer, pl_module)
+    def on_evaluation_due(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.probe(trainer, pl_module)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.history or self.history[-1]["step"] != trainer.global_step:
             self.probe(trainer, pl_module)
         if trainer.is_global_zero:
-            write_health_report(
-                self.history, Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
-            )
+            write_health_report(self.history, self.output_path(trainer))
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = list(state.get("history", []))
+        self._last_step = int(self.history[-1]["step"]) if self.history else -1
 
 
 def write_health_report(history: list[dict[str, float]], output_dir: Path) -> tuple[Path, Path]:

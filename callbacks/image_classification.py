@@ -17,6 +17,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from lora_hyper.data_modules.imagenette import ImageDataset, ImageItem, ImagenetteDataModule, balanced_subset
 from lora_hyper.image_protocol import class_question, score_answer
 
+from .periodic import PeriodicEvaluation
+
 SAMPLE_FIELDS = ("image_id", "label", "output", "predicted", "strict", "correct")
 CLASS_FIELDS = ("class", "n", "accuracy", "strict_accuracy")
 
@@ -147,7 +149,7 @@ def write_image_report(results: dict[str, Any], output_dir: str | Path, stem: st
     return csv_path, samples_path, png_path
 
 
-class ImageClassificationEvaluation(L.Callback):
+class ImageClassificationEvaluation(PeriodicEvaluation):
     """Classify images with a text-only LM that never sees them: a VLM context encoder reads each image, the
     hypernetwork turns its activations into an adapter, the LM answers the reference's class question.
 
@@ -184,28 +186,19 @@ class ImageClassificationEvaluation(L.Callback):
         at_fit_end: bool = True,
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        if every_n_steps < 0 or samples < 1 or batch_size < 1:
-            raise ValueError(
-                f"every_n_steps must be >= 0, samples and batch_size >= 1; got {every_n_steps}, {samples}, "
-                f"{batch_size}."
-            )
+        super().__init__(every_n_steps, output_dir)
+        if samples < 1 or batch_size < 1:
+            raise ValueError(f"samples and batch_size must be >= 1; got {samples} and {batch_size}.")
         self.data = data
         self.split = split
-        self.every_n_steps = every_n_steps
         self.samples = samples
         self.final_samples = final_samples
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.rank_budget = rank_budget
-        self.output_dir = output_dir
         self.at_fit_end = at_fit_end
         self.seed = seed
         self.history: list[tuple[int, dict[str, Any]]] = []
-        self._last_step = -1
-
-    def _output_dir(self, trainer: L.Trainer) -> Path:
-        return Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
 
     def evaluate(
         self, trainer: L.Trainer, pl_module: L.LightningModule, stem: str, n: int | None
@@ -222,37 +215,23 @@ class ImageClassificationEvaluation(L.Callback):
             self.max_new_tokens,
             self.rank_budget,
         )
-        self._last_step = trainer.global_step
-        self.history.append((trainer.global_step, results))
+        self.history.append((self.mark(trainer), results))
         if trainer.is_global_zero:
-            write_image_report(results, self._output_dir(trainer), stem)
+            write_image_report(results, self.output_path(trainer), stem)
             rank_zero_info(
                 f"[images] step {trainer.global_step}: accuracy {results['accuracy']:.3f}, strict "
                 f"{results['strict_accuracy']:.3f} on {results['n']} images ({time.perf_counter() - started:.1f} s)"
             )
         return results
 
-    @staticmethod
-    def _log(trainer: L.Trainer, metrics: dict[str, float]) -> None:
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
-        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx
-    ) -> None:
-        step = trainer.global_step
-        if self.every_n_steps <= 0 or step == 0 or step % self.every_n_steps or step == self._last_step:
-            return
-        self._log(
-            trainer,
-            image_metrics(self.evaluate(trainer, pl_module, f"image_cls_step{step:06d}", self.samples)),
-        )
+    def on_evaluation_due(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        stem = f"image_cls_step{trainer.global_step:06d}"
+        self.log_metrics(trainer, image_metrics(self.evaluate(trainer, pl_module, stem, self.samples)))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.at_fit_end:
             return
         results = self.evaluate(trainer, pl_module, "image_cls_final", self.final_samples)
-        self._log(trainer, image_metrics(results))
+        self.log_metrics(trainer, image_metrics(results))
         for logger in trainer.loggers:
             logger.save()

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from lora_hyper.niah_eval import (  # noqa: F401  (re-exported: the callback's public helpers)
@@ -19,6 +18,8 @@ from lora_hyper.niah_eval import (  # noqa: F401  (re-exported: the callback's p
     niah_metrics,
 )
 from lora_hyper.niah_protocol import resolve_length
+
+from .periodic import PeriodicEvaluation
 
 
 def write_niah_report(
@@ -57,7 +58,7 @@ def write_niah_report(
     return csv_path, png_path
 
 
-class NIAHEvaluation(L.Callback):
+class NIAHEvaluation(PeriodicEvaluation):
     """Evaluate NIAH exact match per length bin every N training steps and at the end of fit.
 
     Needs a LightningModule with ``internalize``, ``generate``, ``tokenizer`` and ``native_window``. Every rank
@@ -91,10 +92,7 @@ class NIAHEvaluation(L.Callback):
         max_new_tokens: int = 8,
         at_fit_end: bool = True,
     ) -> None:
-        super().__init__()
-        if every_n_steps < 0:
-            raise ValueError(f"every_n_steps must be >= 0, got {every_n_steps}.")
-        self.every_n_steps = every_n_steps
+        super().__init__(every_n_steps, output_dir)
         self.bins = list(bins) if bins is not None else list(DEFAULT_BINS)
         for b in self.bins:
             resolve_length(b, 8192)  # fail on a bad spec now, not hours into training
@@ -102,15 +100,10 @@ class NIAHEvaluation(L.Callback):
         self.chunk_length = chunk_length
         self.batch_size = batch_size
         self.rank_budget = rank_budget
-        self.output_dir = output_dir
         self.seed = seed
         self.max_new_tokens = max_new_tokens
         self.at_fit_end = at_fit_end
         self.history: list[tuple[int, dict[str, Any]]] = []
-        self._last_step = -1
-
-    def _output_dir(self, trainer: L.Trainer) -> Path:
-        return Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, stem: str) -> dict[str, Any]:
         """Run ``evaluate_niah`` on ``pl_module``; rank 0 announces it, prints a line per bin, writes the report."""
@@ -131,10 +124,9 @@ class NIAHEvaluation(L.Callback):
             self.max_new_tokens,
             progress=progress,
         )
-        self._last_step = trainer.global_step
-        self.history.append((trainer.global_step, results))
+        self.history.append((self.mark(trainer), results))
         if trainer.is_global_zero:
-            write_niah_report(results, self._output_dir(trainer), stem)
+            write_niah_report(results, self.output_path(trainer), stem)
             summary = ", ".join(f"{r['bin']}: {r['accuracy']:.2f}" for r in results["bins"])
             rank_zero_info(f"[NIAH] step {trainer.global_step}: {summary} (mean {results['acc_mean']:.2f})")
         return results
@@ -149,31 +141,19 @@ class NIAHEvaluation(L.Callback):
             "tokens"
         )
 
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx
-    ) -> None:
-        step = trainer.global_step
-        if self.every_n_steps <= 0 or step == 0 or step % self.every_n_steps or step == self._last_step:
-            return
-        results = self.evaluate(trainer, pl_module, f"niah_step{step:06d}")
-        self._log(trainer, niah_metrics(results))
-
-    @staticmethod
-    def _log(trainer: L.Trainer, metrics: dict[str, float]) -> None:
-        """Send metrics to every logger at this step (whatever ``log_every_n_steps`` is) and to callback_metrics."""
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
-        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
+    def on_evaluation_due(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        results = self.evaluate(trainer, pl_module, f"niah_step{trainer.global_step:06d}")
+        self.log_metrics(trainer, niah_metrics(results))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.at_fit_end:
             return
-        if self.history and self._last_step == trainer.global_step:
+        if self.history and self.evaluated_now(trainer):
             results = self.history[-1][1]
             if trainer.is_global_zero:
-                write_niah_report(results, self._output_dir(trainer), "niah_final")
+                write_niah_report(results, self.output_path(trainer), "niah_final")
         else:
             results = self.evaluate(trainer, pl_module, "niah_final")
-        self._log(trainer, niah_metrics(results))
+        self.log_metrics(trainer, niah_metrics(results))
         for logger in trainer.loggers:
             logger.save()

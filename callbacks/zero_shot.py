@@ -15,10 +15,12 @@ import lightning as L
 from lora_hyper.data_modules.task_sampler import description_prompt
 from lora_hyper.lora import LoRABatch, load_peft
 
+from .periodic import PeriodicEvaluation
+
 METHODS = ("t2l", "base", "base_with_description", "multitask", "oracle")
 
 
-class ZeroShotTaskEvaluation(L.Callback):
+class ZeroShotTaskEvaluation(PeriodicEvaluation):
     """Every ``every_n_steps`` steps and at fit end, score Text-to-LoRA adapters on tasks' test examples.
 
     Adapters come from *evaluation* descriptions (never trained on) of seen tasks and of held-out tasks.
@@ -57,34 +59,29 @@ class ZeroShotTaskEvaluation(L.Callback):
         held_out_tasks: list[str] | None = None,
         max_answers: int | None = 256,
     ) -> None:
-        super().__init__()
+        super().__init__(every_n_steps, output_dir)
         if max_answers is not None and max_answers < 1:
             raise ValueError(f"max_answers must be >= 1 or None, got {max_answers}.")
         self.max_answers = max_answers
         self._n_examples: int | None = None
-        self.every_n_steps = every_n_steps
         self.max_tasks = max_tasks
         self.examples_per_task = examples_per_task
         self.n_descriptions = n_descriptions
         self.multitask_adapter = multitask_adapter
         self.oracle_library = oracle_library
-        self.output_dir = output_dir
         self.max_new_tokens = max_new_tokens
         self.corpus_path = corpus
         self.held_out_tasks = held_out_tasks
         self._corpus: Any = None
         self._baselines: dict[str, dict[str, float]] | None = None
-        self._last_step = -1
         self.history: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ hooks
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
-        step = trainer.global_step
-        if self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0 and step != self._last_step:
-            self.run(trainer, pl_module)
+    def on_evaluation_due(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self.run(trainer, pl_module)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        if trainer.global_step != self._last_step:
+        if not self.evaluated_now(trainer):
             self.run(trainer, pl_module, final=True)
 
     # ------------------------------------------------------------------ evaluation
@@ -266,7 +263,7 @@ class ZeroShotTaskEvaluation(L.Callback):
         """Evaluate now (rank zero), announcing it and printing a line per task; log metrics, write JSON/CSV."""
         from lora_hyper.progress import say
 
-        self._last_step = trainer.global_step
+        self.mark(trainer)
         if not trainer.is_global_zero:
             return {}
         corpus = self.corpus(trainer)
@@ -285,14 +282,13 @@ class ZeroShotTaskEvaluation(L.Callback):
             f"[zero-shot] done in {time.perf_counter() - start:.1f} s" + (f": t2l {shown}" if shown else ""),
         )
         flat = self.summarize(results, corpus)
-        for logger in trainer.loggers:
-            logger.log_metrics(flat, step=trainer.global_step)
+        self.log_metrics(trainer, flat)
         self.history.append({"step": trainer.global_step, "scores": results})
         self._write(trainer, results)
         return flat
 
     def _write(self, trainer: L.Trainer, results: dict[str, dict[str, float]]) -> None:
-        out = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
+        out = self.output_path(trainer)
         out.mkdir(parents=True, exist_ok=True)
         (out / "zero_shot.json").write_text(json.dumps(self.history, indent=1) + "\n")
         groups = self.task_groups(self.corpus(trainer))

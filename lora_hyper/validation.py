@@ -22,6 +22,11 @@ class MissingPathError(InputError, FileNotFoundError):
     """A user error about a file or directory that does not exist (also a ``FileNotFoundError``)."""
 
 
+class MissingPackageError(InputError, ModuleNotFoundError):
+    """A user error: an optional package (e.g. one that ships model weights) is not installed; the message names
+    the pip command (also a ``ModuleNotFoundError``)."""
+
+
 def positive(value: int | None, name: str) -> int | None:
     """``value`` when ``None`` or an int >= 1; otherwise an :class:`InputError` naming ``name``."""
     if value is None:

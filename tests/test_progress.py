@@ -259,7 +259,11 @@ def test_zero_shot_final_evaluation_is_announced_bounded_and_shown_per_task(caps
     corpus = TaskCorpus.load("builtin")  # 8 held-out tasks, 32 seen
     callback = ZeroShotTaskEvaluation(every_n_steps=0, output_dir=str(tmp_path), max_new_tokens=4)
     trainer = SimpleNamespace(
-        global_step=5, is_global_zero=True, loggers=[], datamodule=SimpleNamespace(corpus=corpus)
+        global_step=5,
+        is_global_zero=True,
+        loggers=[],
+        callback_metrics={},
+        datamodule=SimpleNamespace(corpus=corpus),
     )
     module = _ScriptedT2L()
     callback.on_fit_end(trainer, module)

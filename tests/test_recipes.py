@@ -31,6 +31,8 @@ def test_the_recipe_set():
     assert names >= {
         "quickstart.yaml",
         "d2l/niah_smollm2_cpu.yaml",
+        "d2l/niah_smollm2_gemma3_encoder_cpu.yaml",
+        "d2l/niah_smollm2_gemma3_encoder_per_layer_cpu.yaml",
         "d2l/niah_gemma2_2b.yaml",
         "d2l/docqa_gemma2_2b.yaml",
         "t2l/sft_smollm2_cpu.yaml",

@@ -112,6 +112,37 @@ def test_chunk_wrapping_falls_back_to_typed_content(tiny_llama):
     assert tok.decode(before).endswith("<|im_start|>user\n") and tok.decode(after) == "<|im_end|>\n"
 
 
+def test_chunks_of_a_tokenizer_without_chat_template_start_like_plain_text(tiny_llama):
+    """A pre-trained encoder (Gemma-3-270M: no chat template) reads each chunk as its tokenizer reads plain text:
+    with the BOS it adds (Gemma's loss on prose is 2.0 with it, 5.3 without); none when it adds none."""
+    from tokenizers import processors
+
+    _, chat = tiny_llama
+    tok = type(chat)(tokenizer_object=chat._tokenizer, eos_token=chat.eos_token, pad_token=chat.pad_token)
+    assert (
+        not tok.chat_template and tok("a b")["input_ids"] == tok("a b", add_special_tokens=False)["input_ids"]
+    )
+    plain = encode_documents(tok, ["The sky is blue.", "a b"], chunk_length=3, system="")
+    assert _wrap_ids(tok, "") == ([], [])
+    bos = chat.convert_tokens_to_ids("<|im_start|>")
+    with_bos = type(chat)(tokenizer_object=chat._tokenizer.__class__.from_str(chat._tokenizer.to_str()),
+                          bos_token="<|im_start|>", eos_token=chat.eos_token, pad_token=chat.pad_token)  # fmt: skip
+    with_bos._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|im_start|> $A", special_tokens=[("<|im_start|>", bos)]
+    )
+    assert _wrap_ids(with_bos, "") == ([bos], [])
+    batch = encode_documents(with_bos, ["The sky is blue.", "a b"], chunk_length=3, system="")
+    for row, mask, ref, ref_mask in zip(
+        batch["ctx_input_ids"],
+        batch["ctx_attention_mask"],
+        plain["ctx_input_ids"],
+        plain["ctx_attention_mask"],
+    ):
+        ids, ref_ids = row[mask.bool()].tolist(), ref[ref_mask.bool()].tolist()
+        assert ids == [bos, *ref_ids]
+    assert torch.equal(batch["ctx_doc_index"], plain["ctx_doc_index"])
+
+
 def test_context_ids_from_another_tokenizer_fail_clearly(tiny_llama_dir, tmp_path):
     from lora_hyper.modules.d2l import DocToLoRAModule
 

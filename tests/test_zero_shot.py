@@ -90,7 +90,11 @@ def test_zero_shot_scores_baselines_and_files(tmp_path, tiny_llama):
     module = ScriptedModule(spec)
     logger = _Logger()
     trainer = SimpleNamespace(
-        global_step=1, is_global_zero=True, loggers=[logger], datamodule=SimpleNamespace(corpus=corpus)
+        global_step=1,
+        is_global_zero=True,
+        loggers=[logger],
+        callback_metrics={},
+        datamodule=SimpleNamespace(corpus=corpus),
     )
     callback.on_train_batch_end(trainer, module)
     assert logger.logged == []  # not a multiple of every_n_steps
@@ -100,6 +104,9 @@ def test_zero_shot_scores_baselines_and_files(tmp_path, tiny_llama):
     assert step == 2 and module.training  # training mode restored
     assert metrics["zero_shot/t2l/mean_seen"] == 1.0 and metrics["zero_shot/t2l/mean_held_out"] == 1.0
     assert metrics["zero_shot/base/mean_seen"] == 0.0
+    assert (
+        float(trainer.callback_metrics["zero_shot/t2l/mean_seen"]) == 1.0
+    )  # monitorable (e.g. ModelCheckpoint)
     assert metrics["zero_shot/base_with_description/echo_c"] == 1.0
     assert metrics["zero_shot/multitask/echo_b"] == 1.0
     assert metrics["zero_shot/oracle/echo_a"] == 1.0 and "zero_shot/oracle/echo_b" not in metrics

@@ -11,7 +11,8 @@ from lora_hyper.prompts import pad_left
 
 
 def _wrap_ids(tokenizer: Any, system: str | None = None) -> tuple[list[int], list[int]]:
-    """Token ids the chat template puts before and after a user message (found, never hard-coded).
+    """Token ids the chat template puts before and after a user message (found, never hard-coded); without a
+    chat template, the special tokens the tokenizer adds to plain text (a BOS), and ``system`` is unused.
 
     ``system=None``: the template's default system prompt (if any) in every chunk; ``""``: an explicit empty
     system message (the reference's chunk wrapping: no default prompt repeated in every chunk)."""
@@ -21,7 +22,7 @@ def _wrap_ids(tokenizer: Any, system: str | None = None) -> tuple[list[int], lis
     if system in cache:
         return cache[system]
     if not getattr(tokenizer, "chat_template", None):
-        wrap: tuple[list[int], list[int]] = ([], [])
+        wrap: tuple[list[int], list[int]] = _plain_text_wrap(tokenizer)
     else:
         marker = "\u2063LORAHYPERMARK\u2063"
         messages = [{"role": "system", "content": system}] if system is not None else []
@@ -42,6 +43,17 @@ def _wrap_ids(tokenizer: Any, system: str | None = None) -> tuple[list[int], lis
     except AttributeError:
         pass
     return wrap
+
+
+def _plain_text_wrap(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The special tokens a tokenizer itself puts around plain text (e.g. Gemma's BOS): a model without a chat
+    template (a pre-trained one) reads each chunk as the start of a text, as in pre-training."""
+    plain = list(tokenizer("x", add_special_tokens=False)["input_ids"])
+    full = list(tokenizer("x")["input_ids"])
+    for i in range(len(full) - len(plain) + 1):
+        if full[i : i + len(plain)] == plain:
+            return full[:i], full[i + len(plain) :]
+    return [], []
 
 
 def split_tokens(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import random_lora
+from helpers.factories import random_lora
 from safetensors.torch import save_file
 
 from lora_hyper.cli import main

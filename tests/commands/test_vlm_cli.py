@@ -14,7 +14,7 @@ import torch
 
 from lora_hyper.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "vlm" / "imagenette_smoke_cpu.yaml"
 IMAGE = "outputs/vlm_smoke/imagenette/val/n03888605/n03888605_0.png"
 

@@ -19,7 +19,7 @@ from lora_hyper.modules.finetune import LoRAFinetuneModule
 from lora_hyper.modules.t2l import TextToLoRAModule
 from lora_hyper.validation import InputError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Hyperparameters exactly as the code before the argument groups saved them (captured from its checkpoints;
 # ``base_model`` and ``task_encoder`` are set per test). D2L and T2L: written by LightningCLI, finetune: by Python.

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conftest import random_lora
+from helpers.factories import random_lora
 
 from lora_hyper.lora import LoRABatch, LoRASpec, apply_lora, merge_lora
 

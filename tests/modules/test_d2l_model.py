@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import grouped
+from helpers.factories import grouped
 
 from lora_hyper.api.doc_to_lora import DocToLoRA
 from lora_hyper.data_modules.collate import collate_lm, lm_example

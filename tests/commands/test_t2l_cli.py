@@ -219,7 +219,7 @@ def test_t2l_fit_export_generate_end_to_end(tiny_llama_dir, tmp_path, capsys):
     from lora_hyper.cli import main
     from lora_hyper.testing import save_tiny_text_encoder
 
-    recipe = Path(__file__).resolve().parents[1] / "recipes/t2l/sft_smollm2_cpu.yaml"
+    recipe = Path(__file__).resolve().parents[2] / "recipes/t2l/sft_smollm2_cpu.yaml"
     encoder = save_tiny_text_encoder(tmp_path / "encoder")
     overrides = tmp_path / "tiny.yaml"
     overrides.write_text(T2L_TINY_OVERRIDES.format(model=tiny_llama_dir, encoder=encoder, root=tmp_path))

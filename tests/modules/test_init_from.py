@@ -6,7 +6,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from conftest import grouped
+from helpers.factories import grouped
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lora_hyper.api.doc_to_lora import DocToLoRA

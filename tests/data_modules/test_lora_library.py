@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import random_lora
+from helpers.factories import random_lora
 
 from lora_hyper.data_modules.lora_library import LoRALibraryDataModule
 from lora_hyper.lora import LoRABatch, LoRASpec, save_peft

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from conftest import random_lora
+from helpers.factories import random_lora
 
 from lora_hyper.callbacks.zero_shot import ZeroShotTaskEvaluation
 from lora_hyper.lora import LoRABatch, LoRASpec, apply_lora, save_peft

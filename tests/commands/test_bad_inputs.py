@@ -15,7 +15,7 @@ import yaml
 from lora_hyper.cli import main
 from lora_hyper.validation import InputError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = dict(
     lora={"rank": 4},
     perceiver={"latent_dim": 32, "n_latents": 4, "n_blocks": 1, "n_heads": 4},

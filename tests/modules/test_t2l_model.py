@@ -7,7 +7,7 @@ import random
 
 import pytest
 import torch
-from conftest import grouped, random_lora
+from helpers.factories import grouped, random_lora
 
 from lora_hyper.api.text_to_lora import TextToLoRA
 from lora_hyper.data_modules.collate import collate_lm, lm_example

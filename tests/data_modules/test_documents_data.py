@@ -13,7 +13,7 @@ import torch
 from lora_hyper.data_modules.collate import IGNORE_INDEX
 from lora_hyper.data_modules.documents import DocumentQADataModule, load_datasets_split, read_jsonl
 
-DATA = Path(__file__).parent / "data" / "docqa_tiny.jsonl"
+DATA = Path(__file__).parents[1] / "data" / "docqa_tiny.jsonl"
 
 
 def write(path: Path, lines: list[str]) -> Path:

@@ -8,7 +8,7 @@ import random
 
 import pytest
 import torch
-from conftest import grouped
+from helpers.factories import grouped
 
 from lora_hyper.data_modules.doc_batch import chunk_count_weights, sample_n_chunks
 from lora_hyper.data_modules.niah_protocol import FILLER, NEEDLE_TEMPLATE, filler_text, niah_examples

@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import random_lora
+from helpers.factories import random_lora
 
 from lora_hyper.lora import LoRASpec, apply_lora, load_peft, save_peft
 

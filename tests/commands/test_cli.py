@@ -36,7 +36,7 @@ data:
 
 @pytest.fixture
 def recipe(tmp_path, monkeypatch) -> Path:
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1]))
     path = tmp_path / "toy.yaml"
     path.write_text(RECIPE.format(root=tmp_path))
     return path

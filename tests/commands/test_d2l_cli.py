@@ -11,7 +11,7 @@ import yaml
 
 from lora_hyper.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY_OVERRIDES = """
 model:

@@ -10,48 +10,26 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from pathlib import Path
 
 import yaml
 
-try:
-    from . import family_formats, family_numbers, family_strings
-    from .primitives import (
-        VOWELS,
-        WORDS,
-        Gen,
-        from_numbers,
-        from_token,
-        from_words,
-        ints,
-        mixed_case,
-        number_words,
-        pair,
-        pig_latin,
-        words,
-    )
-    from .task_descriptions import DESCRIPTIONS
-except ImportError:  # run as a script
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import family_formats
-    import family_numbers
-    import family_strings
-    from primitives import (
-        VOWELS,
-        WORDS,
-        Gen,
-        from_numbers,
-        from_token,
-        from_words,
-        ints,
-        mixed_case,
-        number_words,
-        pair,
-        pig_latin,
-        words,
-    )
-    from task_descriptions import DESCRIPTIONS
+from . import family_formats, family_numbers, family_strings
+from .primitives import (
+    VOWELS,
+    WORDS,
+    Gen,
+    from_numbers,
+    from_token,
+    from_words,
+    ints,
+    mixed_case,
+    number_words,
+    pair,
+    pig_latin,
+    words,
+)
+from .task_descriptions import DESCRIPTIONS
 
 SEED = 1234
 N_TRAIN, N_TEST = 200, 40

@@ -39,10 +39,12 @@ def warmup_schedule(total_steps: int, warmup: float | int, kind: str = "cosine",
     return fn
 
 
-class HypernetModule(L.LightningModule):
-    """Base for hypernetwork training: a frozen causal LM (``self.base_model``), a trainable ``self.hypernet``.
+class LoRATrainingModule(L.LightningModule):
+    """Base of every training module: a frozen causal LM (``self.base_model``) and trainable parts that produce
+    LoRA adapters for it (a hypernetwork in ``DocToLoRAModule``/``TextToLoRAModule``, the adapters themselves in
+    ``LoRAFinetuneModule``).
 
-    Subclasses build ``hypernet`` (and encoders) in ``configure_model`` and implement ``training_step``.
+    Subclasses build their trainable parts in ``configure_model`` and implement ``training_step``.
     Only parameters with ``requires_grad`` are optimised; frozen children are left out of checkpoints and
     restored from the loaded base model, so a checkpoint holds what training changed.
 
@@ -128,7 +130,7 @@ class HypernetModule(L.LightningModule):
                 frozen.append(child)
         return frozen
 
-    def train(self, mode: bool = True) -> HypernetModule:
+    def train(self, mode: bool = True) -> LoRATrainingModule:
         """Train mode for what trains; the frozen parts (:meth:`frozen_models`) always stay in eval mode."""
         super().train(mode)
         for frozen in self.frozen_models():
@@ -232,3 +234,7 @@ class HypernetModule(L.LightningModule):
         for k, v in self.state_dict().items():
             if k.startswith(prefixes) and k not in state:
                 state[k] = v
+
+
+# The base's former name (the finetune module has no hypernetwork): kept as an alias for one release.
+HypernetModule = LoRATrainingModule

@@ -25,7 +25,7 @@ from lora_hyper.modules.args import (
     PerceiverArgs,
     RuntimeArgs,
 )
-from lora_hyper.modules.base import HypernetModule
+from lora_hyper.modules.base import LoRATrainingModule
 from lora_hyper.strategies import shard_fsdp2
 from lora_hyper.validation import InputError
 
@@ -39,7 +39,7 @@ def consecutive_groups(doc_index: Tensor, n_docs: int) -> bool:
     return torch.equal(doc_index, expected)
 
 
-class DocToLoRAModule(HypernetModule):
+class DocToLoRAModule(LoRATrainingModule):
     """Doc-to-LoRA training: frozen base + frozen context encoder + trainable Perceiver hypernetwork.
 
     Consumes the Doc-to-LoRA batch contract of ``data_modules/collate.py``; only the hypernetwork trains. A group

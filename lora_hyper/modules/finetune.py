@@ -12,13 +12,13 @@ from torch import Tensor, nn
 
 from lora_hyper.lora import LoRABatch, LoRASpec, lora_a_init, save_peft
 from lora_hyper.modules.args import FinetuneLoRAArgs, OptimArgs, RuntimeArgs
-from lora_hyper.modules.base import HypernetModule
+from lora_hyper.modules.base import LoRATrainingModule
 from lora_hyper.validation import InputError
 
 MODES = ("per_task", "multitask")
 
 
-class LoRAFinetuneModule(HypernetModule):
+class LoRAFinetuneModule(LoRATrainingModule):
     """Trainable LoRA factors on a frozen base, fed by Text-to-LoRA batches (``task_index`` picks the adapter).
 
     ``per_task`` trains one adapter per corpus task in a single run (row ``i`` uses adapter

@@ -15,7 +15,7 @@ from lora_hyper.hypernets.t2l import T2LHypernetConfig, TextToLoRAHypernet
 from lora_hyper.lora import LoRABatch, LoRASpec, align_adapter, load_peft
 from lora_hyper.losses import factor_l2, reconstruction_l1
 from lora_hyper.modules.args import LoRAArgs, MLPArgs, OptimArgs, RuntimeArgs, TaskEncoderArgs, TaskLossArgs
-from lora_hyper.modules.base import HypernetModule
+from lora_hyper.modules.base import LoRATrainingModule
 from lora_hyper.validation import InputError
 
 
@@ -37,7 +37,7 @@ def default_head_multiplier(objective: str, head_multiplier: float | None) -> fl
     return 1.0 if objective == "reconstruction" else None
 
 
-class TextToLoRAModule(HypernetModule):
+class TextToLoRAModule(LoRATrainingModule):
     """Text-to-LoRA: a frozen task encoder + a hypernetwork generating per-description adapters for a frozen LLM.
 
     A group given in part (a recipe's ``optim: {lr: 1e-3}``, or ``optim={"lr": 1e-3}`` from Python) keeps the

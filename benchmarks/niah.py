@@ -459,7 +459,10 @@ def train(
     if args.prior_result:
         rec.prepend(json.loads(Path(args.prior_result).read_text()))
     ckpt = [ModelCheckpoint(args.ckpt_dir, every_n_train_steps=100, save_top_k=1, save_last=True)]
-    health_dir = args.out_dir or str(Path(__file__).resolve().parent / "results")
+    # chunk_health.csv/.png of this run, in its own folder (one run's curve never replaces another's)
+    health_dir = str(
+        Path(args.out_dir or Path(__file__).resolve().parent / "results") / f"{args.name}_chunk_health"
+    )
     health = [ChunkHealthProbe(args.health_every, output_dir=health_dir)] if args.health_every else []
     ramp = size["curriculum"]
     curriculum = [NeedleCurriculum(ramp[0], ramp[1], size["curriculum_steps"])] if ramp else []
@@ -577,6 +580,7 @@ def main() -> None:
     name = args.name or (
         "niah" + ("_quick" if args.quick else "") + ("_smoke" if args.smoke else "") + ("_gpu" if gpu else "")
     )
+    args.name = name  # train() names the chunk-health folder after the run
     out_dir = Path(args.out_dir) if args.out_dir else Path(__file__).resolve().parent / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.eval_only:

@@ -451,19 +451,16 @@ def build(args: argparse.Namespace, size: dict[str, Any]) -> tuple[DocToLoRAModu
 
 
 def train(
-    args: argparse.Namespace, size: dict[str, Any], gpu: bool
+    args: argparse.Namespace, size: dict[str, Any], gpu: bool, health_dir: Path
 ) -> tuple[DocToLoRAModule, dict[str, Any]]:
-    """Fit the module (resumable), record the curve; returns the module and the ``training`` section."""
+    """Fit the module (resumable), record the curve (the chunk-health curve into ``health_dir``); returns the
+    module and the ``training`` section."""
     module, data = build(args, size)
     rec = Recorder(size["eval_every"], 1024, size["eval_samples"], CHUNK_LENGTH)
     if args.prior_result:
         rec.prepend(json.loads(Path(args.prior_result).read_text()))
     ckpt = [ModelCheckpoint(args.ckpt_dir, every_n_train_steps=100, save_top_k=1, save_last=True)]
-    # chunk_health.csv/.png of this run, in its own folder (one run's curve never replaces another's)
-    health_dir = str(
-        Path(args.out_dir or Path(__file__).resolve().parent / "results") / f"{args.name}_chunk_health"
-    )
-    health = [ChunkHealthProbe(args.health_every, output_dir=health_dir)] if args.health_every else []
+    health = [ChunkHealthProbe(args.health_every, output_dir=str(health_dir))] if args.health_every else []
     ramp = size["curriculum"]
     curriculum = [NeedleCurriculum(ramp[0], ramp[1], size["curriculum_steps"])] if ramp else []
     trainer = L.Trainer(
@@ -580,7 +577,6 @@ def main() -> None:
     name = args.name or (
         "niah" + ("_quick" if args.quick else "") + ("_smoke" if args.smoke else "") + ("_gpu" if gpu else "")
     )
-    args.name = name  # train() names the chunk-health folder after the run
     out_dir = Path(args.out_dir) if args.out_dir else Path(__file__).resolve().parent / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.eval_only:
@@ -588,7 +584,8 @@ def main() -> None:
         prior = json.loads(Path(args.train_result).read_text()) if args.train_result else {}
         training, config = prior.get("training"), {**prior.get("config", {}), "model": args.eval_only}
     else:
-        model, training = train(args, size, gpu)
+        # each run's chunk_health.csv/.png in its own folder: one run's curve never replaces another's
+        model, training = train(args, size, gpu, out_dir / f"{name}_chunk_health")
         config = {
             **{k: v for k, v in size.items() if k not in ("model_args", "data_args")},
             "recipe": args.recipe or str(DEFAULT_RECIPE.relative_to(DEFAULT_RECIPE.parents[2])),

@@ -108,7 +108,7 @@ class ChunkHealthProbe(PeriodicEvaluation):
         self.probe(trainer, pl_module)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.history or self.history[-1]["step"] != trainer.global_step:
+        if not self.evaluated_now(trainer):
             self.probe(trainer, pl_module)
         if trainer.is_global_zero:
             write_health_report(self.history, self.output_path(trainer))

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 
 from lora_hyper.data_modules.task_sampler import description_prompt
 from lora_hyper.lora import LoRABatch, load_peft
@@ -265,11 +264,10 @@ class ZeroShotTaskEvaluation(PeriodicEvaluation):
         from lora_hyper.progress import say
 
         self.mark(trainer)
-        if (
-            not trainer.is_global_zero
-        ):  # rank 0 evaluates; the others get its metrics (monitors agree on every rank)
+        # rank 0 evaluates; the others get its metrics, so monitors agree on every rank
+        if not trainer.is_global_zero:
             flat = _from_rank_zero(trainer, None) or {}
-            trainer.callback_metrics.update({k: torch.tensor(v) for k, v in flat.items()})
+            self.log_metrics(trainer, flat)  # Lightning's loggers write on rank 0 only
             return flat
         corpus = self.corpus(trainer)
         say(trainer, self.announce(corpus, trainer.global_step, final))

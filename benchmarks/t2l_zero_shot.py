@@ -229,7 +229,7 @@ class Bench:
         """What must match for a work dir's results to be continued (anything else would mix two benchmarks)."""
         return {"size": self.size, "seed": self.args.seed, "task_encoder": self.encoder,
                 "examples_per_seen_task": self.cfg["examples_per_seen_task"], "steps": self.steps,
-                "pool": self.pool, "groups": self.groups}  # fmt: skip
+                "pool": self.pool, "groups": self.groups, "oracle_optimizer": "rowwise_adamw"}  # fmt: skip
 
     def save_state(self) -> None:
         """``<work-dir>/state.json``, atomically: finished stages, scores per task, partial curves."""

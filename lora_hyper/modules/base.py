@@ -181,7 +181,7 @@ class LoRATrainingModule(L.LightningModule):
         for p in params:
             decays = p.dim() >= 2 and id(p) not in exempt
             groups.setdefault((decays, multipliers.get(id(p), 1.0)), []).append(p)
-        optimizer = torch.optim.AdamW(
+        optimizer = self.optimizer_class()(
             [
                 {"params": ps, "weight_decay": optim.weight_decay if decays else 0.0, "lr": optim.lr * mult}
                 for (decays, mult), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))
@@ -195,6 +195,10 @@ class LoRATrainingModule(L.LightningModule):
             optimizer, warmup_schedule(int(total), optim.warmup, optim.schedule)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def optimizer_class(self) -> type[torch.optim.Optimizer]:
+        """The optimizer :meth:`configure_optimizers` builds (AdamW; per-task adapter libraries use a row-wise one)."""
+        return torch.optim.AdamW
 
     def on_before_optimizer_step(self, optimizer) -> None:
         grads = [p.grad for p in self.trainable_parameters() if p.grad is not None]

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from lora_hyper.lora import LoRABatch, LoRASpec, lora_a_init, save_peft
 from lora_hyper.modules.args import FinetuneLoRAArgs, OptimArgs, RuntimeArgs
 from lora_hyper.modules.base import LoRATrainingModule
+from lora_hyper.modules.rowwise_adamw import RowwiseAdamW
 from lora_hyper.validation import InputError
 
 MODES = ("per_task", "multitask")
@@ -96,6 +97,10 @@ class LoRAFinetuneModule(LoRATrainingModule):
             self.lora_A[key] = nn.Parameter(a.to(self.device))
             self.lora_B[key] = nn.Parameter(torch.zeros(n, L, d_out, lora.rank, device=self.device))
         self.register_buffer("task_steps", torch.zeros(n, dtype=torch.long, device=self.device))
+
+    def optimizer_class(self) -> type[torch.optim.Optimizer]:
+        """``per_task``: :class:`RowwiseAdamW`, so each task's adapter steps only on its own batches, as if trained alone."""
+        return RowwiseAdamW if self.mode == "per_task" else torch.optim.AdamW
 
     @property
     def adapters(self) -> LoRABatch:

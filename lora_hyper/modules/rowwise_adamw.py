@@ -6,8 +6,8 @@ gradient, while their second moment averages in the zeros, so each gradient a ta
 about sqrt(N / tasks_per_batch) times further than independent training would (3.4x at 92 tasks, 8 per batch):
 an effective learning rate several times the configured one. The 92-task oracle run's loss rose
 from ~3 to 10-19 at peak lr. Here a row moves, decays and counts a step only when it has a non-zero gradient (lazy
-Adam, as TF's LazyAdam), so the stacked run is exactly N separate AdamW runs over each task's own batches (on the
-shared learning-rate schedule).
+Adam, as TF's LazyAdam), so the stacked run is N separate AdamW runs over each task's own batches (on the shared
+learning-rate schedule) that skip their zero-gradient steps.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from torch import Tensor
 class RowwiseAdamW(torch.optim.Optimizer):
     """AdamW whose state and bias correction are per row of dim 0; rows with an all-zero gradient are left alone.
 
-    A 0-d or 1-d parameter counts as one row. A row whose gradient is exactly zero (LoRA A while B is still zero)
-    does not count a step either. Hyperparameters and param groups are ``torch.optim.AdamW``'s
+    A 0-d or 1-d parameter counts as one row (so FSDP1's flattened parameters step as one). A row whose gradient
+    is exactly zero (LoRA A while B is still zero) neither steps nor decays. The state of a plain AdamW (one step
+    count) is taken over with that count for every row, so older checkpoints resume. Hyperparameters and param groups are ``torch.optim.AdamW``'s
     (decoupled weight decay, applied to the rows that step).
     """
 
@@ -61,6 +62,12 @@ class RowwiseAdamW(torch.optim.Optimizer):
                     state["step"] = torch.zeros(param.shape[0], dtype=torch.float32, device=p.device)
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if (
+                    state["step"].dim() == 0
+                ):  # plain AdamW state (an older checkpoint): every row at its count
+                    state["step"] = state["step"].float().expand(param.shape[0]).clone()
+                if state["step"].device != p.device:  # torch/Lightning leave step where it was saved
+                    state["step"] = state["step"].to(p.device)
                 active = grad.reshape(grad.shape[0], -1).ne(0).any(dim=1).nonzero().flatten()
                 if active.numel() == 0:
                     continue
@@ -72,8 +79,10 @@ class RowwiseAdamW(torch.optim.Optimizer):
                 v = exp_avg_sq[active].mul_(beta2).addcmul_(g, g, value=1 - beta2)
                 exp_avg[active], exp_avg_sq[active] = m, v
                 shape = (-1,) + (1,) * (g.dim() - 1)
-                bias1 = (1 - beta1**step).reshape(shape)
-                bias2 = (1 - beta2**step).reshape(shape)
+                exponent = step.double()
+                dtype = torch.promote_types(m.dtype, torch.float32)
+                bias1 = (1 - beta1**exponent).to(dtype).reshape(shape)
+                bias2 = (1 - beta2**exponent).to(dtype).reshape(shape)
                 update = (m / bias1) / ((v / bias2).sqrt() + eps)
                 rows = param[active]
                 if wd:

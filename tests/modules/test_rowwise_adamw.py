@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import random
 
 import pytest
 import torch
 
+from lora_hyper.data_modules.collate import collate_lm, lm_example
 from lora_hyper.modules.finetune import LoRAFinetuneModule
 from lora_hyper.modules.rowwise_adamw import RowwiseAdamW
 
@@ -32,10 +34,12 @@ def _stacked_run(opt_cls, schedule, state_every: int | None = None, **kw) -> tor
         opt.zero_grad()
         ((p[rows] - target[rows]) ** 2).sum().backward()
         opt.step()
-        if state_every and (i + 1) % state_every == 0:  # a resume: fresh optimizer from the saved state
-            saved = opt.state_dict()
+        if state_every and (i + 1) % state_every == 0:  # a resume: fresh optimizer from the state on disk
+            buffer = io.BytesIO()
+            torch.save(opt.state_dict(), buffer)
+            buffer.seek(0)
             opt = opt_cls([p], lr=0.05, **kw)
-            opt.load_state_dict(saved)
+            opt.load_state_dict(torch.load(buffer, weights_only=True))
     return p.detach()
 
 
@@ -91,7 +95,55 @@ def test_bad_hyperparameters_are_refused():
         RowwiseAdamW([torch.nn.Parameter(torch.zeros(2))], betas=(1.0, 0.999))
 
 
+def test_plain_adamw_state_resumes_with_its_step_count():
+    """A checkpoint written with plain AdamW (one step count) resumes: every row continues from that count."""
+    p = torch.nn.Parameter(torch.zeros(N, 2))
+    plain = torch.optim.AdamW([p], lr=0.1)
+    p.sum().backward()
+    plain.step()
+    rowwise = RowwiseAdamW([p], lr=0.1)
+    rowwise.load_state_dict(
+        torch.optim.AdamW([p], lr=0.1).state_dict() | {"state": plain.state_dict()["state"]}
+    )
+    p.grad = torch.zeros_like(p)
+    p.grad[2] = 1.0
+    rowwise.step()
+    assert rowwise.state[p]["step"].tolist() == [1.0, 1.0, 2.0, 1.0]
+
+
 @pytest.mark.parametrize("mode, expected", [("per_task", RowwiseAdamW), ("multitask", torch.optim.AdamW)])
-def test_finetune_module_picks_the_optimizer_by_mode(mode, expected):
-    module = LoRAFinetuneModule(mode=mode, tasks=["a", "b"])
-    assert module.optimizer_class() is expected
+def test_finetune_module_builds_the_optimizer_by_mode(tiny_llama_dir, mode, expected):
+    module = LoRAFinetuneModule(
+        base_model=str(tiny_llama_dir), lora={"rank": 2}, mode=mode, tasks=["a", "b", "c"],
+        runtime={"attn_implementation": "sdpa"},
+    )  # fmt: skip
+    module.configure_model()
+    assert type(module.configure_optimizers()["optimizer"]) is expected
+
+
+def test_per_task_step_moves_only_the_batch_tasks_adapters(tiny_llama_dir):
+    """Task 1 is in the batch: its B moves at once, its A from the second step (A's gradient is 0 while B is 0)."""
+    module = LoRAFinetuneModule(
+        base_model=str(tiny_llama_dir), lora={"rank": 2}, tasks=["a", "b", "c"],
+        runtime={"attn_implementation": "sdpa"}, optim={"lr": 1e-2, "weight_decay": 0.1},
+    )  # fmt: skip
+    module.configure_model()
+    optimizer = module.configure_optimizers()["optimizer"]
+    tok = module.tokenizer
+    batch = collate_lm(
+        [lm_example(tok, "hello there", "yes"), lm_example(tok, "a b c", "yes")], tok.pad_token_id
+    )
+    batch["task_index"] = torch.tensor([1, 1])
+    start = {n: q.detach().clone() for n, q in module.named_parameters() if q.requires_grad}
+
+    def step_and_see_which_rows_moved() -> dict[str, list[bool]]:
+        optimizer.zero_grad()
+        module.lm_loss(module.adapters, batch, batch["task_index"]).mean().backward()
+        optimizer.step()
+        return {n: (q.detach() - start[n]).flatten(1).ne(0).any(1).tolist() for n in start
+                for q in [dict(module.named_parameters())[n]]}  # fmt: skip
+
+    first, second = step_and_see_which_rows_moved(), step_and_see_which_rows_moved()
+    for name in start:
+        assert first[name] == ([False, True, False] if "lora_B" in name else [False, False, False]), name
+        assert second[name] == [False, True, False], name

@@ -4,10 +4,10 @@ Why: an oracle library trains N per-task adapters stacked in one tensor ``[N, ..
 Plain AdamW still steps the untouched rows: their momentum keeps pushing for ~1/(1-beta1) steps after every
 gradient, while their second moment averages in the zeros, so each gradient a task receives moves its adapter
 about sqrt(N / tasks_per_batch) times further than independent training would (3.4x at 92 tasks, 8 per batch):
-an effective learning rate several times the configured one. The 92-task oracle run's loss rose
-from ~3 to 10-19 at peak lr. Here a row moves, decays and counts a step only when it has a non-zero gradient (lazy
-Adam, as TF's LazyAdam), so the stacked run is N separate AdamW runs over each task's own batches (on the shared
-learning-rate schedule) that skip their zero-gradient steps.
+an effective learning rate several times the configured one. The 92-task oracle run's loss rose from ~3 to 10-19
+at peak lr. Here a row moves, decays and counts a step only when it has a non-zero gradient (lazy Adam, as TF's
+LazyAdam), so the stacked run is N separate AdamW runs over each task's own batches (on the shared learning-rate
+schedule) that skip their zero-gradient steps.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ class RowwiseAdamW(torch.optim.Optimizer):
     """AdamW whose state and bias correction are per row of dim 0; rows with an all-zero gradient are left alone.
 
     A 0-d or 1-d parameter counts as one row (so FSDP1's flattened parameters step as one). A row whose gradient
-    is exactly zero (LoRA A while B is still zero) neither steps nor decays. The state of a plain AdamW (one step
-    count) is taken over with that count for every row, so older checkpoints resume. Hyperparameters and param groups are ``torch.optim.AdamW``'s
-    (decoupled weight decay, applied to the rows that step).
+    is exactly zero (LoRA A while B is still zero) neither steps nor decays. A plain AdamW state (one step count)
+    loads with that count for every row, so older checkpoints resume. Hyperparameters and param groups are
+    ``torch.optim.AdamW``'s (decoupled weight decay, applied to the rows that step).
     """
 
     def __init__(
@@ -40,6 +40,20 @@ class RowwiseAdamW(torch.optim.Optimizer):
             raise ValueError(f"Invalid RowwiseAdamW hyperparameters: lr={lr}, betas={betas}, eps={eps}, "
                              f"weight_decay={weight_decay}.")  # fmt: skip
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load, then put every ``step`` in this optimizer's layout: one count per row, on the parameter's device.
+
+        torch and Lightning leave ``step`` where it was saved; a plain AdamW state holds one count for all rows.
+        """
+        super().load_state_dict(state_dict)
+        for p, state in self.state.items():
+            if "step" not in state:
+                continue
+            step = state["step"].float().to(p.device)
+            if step.dim() == 0:
+                step = step.expand(1 if p.dim() < 2 else p.shape[0]).clone()
+            state["step"] = step
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001 - torch's signature
@@ -62,12 +76,6 @@ class RowwiseAdamW(torch.optim.Optimizer):
                     state["step"] = torch.zeros(param.shape[0], dtype=torch.float32, device=p.device)
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                if (
-                    state["step"].dim() == 0
-                ):  # plain AdamW state (an older checkpoint): every row at its count
-                    state["step"] = state["step"].float().expand(param.shape[0]).clone()
-                if state["step"].device != p.device:  # torch/Lightning leave step where it was saved
-                    state["step"] = state["step"].to(p.device)
                 active = grad.reshape(grad.shape[0], -1).ne(0).any(dim=1).nonzero().flatten()
                 if active.numel() == 0:
                     continue

@@ -27,6 +27,11 @@ sampler continues where it stopped) and each finished stage (trained adapters, T
 recorded in ``<work-dir>/state.json``. ``--time-budget`` is then this invocation's wall clock: when it runs out the
 run checkpoints, writes a partial JSON (``"complete": false``) and exits 0; the same command continues it, with the
 matched budget untouched (no method is cut short). ``--max-stages N`` stops after N stages (tests, short sessions).
+Stages run in the order oracles, reconstruction (which reads the oracle library), multi-task LoRAs, SFT, SFT from
+reconstruction, and every example-trained baseline is scored as soon as it is trained, so no later stage needs the
+large files of an earlier one. ``--carry-dir DIR`` keeps the small part a new checkout needs to continue (``state.json``
+and the hypernetwork weights still needed, tens of MB at most; no checkpoints) in ``DIR`` after every stage, to commit
+between sessions: a stage cut short there restarts from its first step in the new checkout.
 """
 
 from __future__ import annotations
@@ -202,6 +207,8 @@ class Bench:
         self.budget = float(args.time_budget or self.cfg["time_budget_s"])
         self.encoder, self.encoder_note = resolve_encoder(args.task_encoder)
         self.work = Path(args.work_dir or tempfile.mkdtemp(prefix="t2l_bench_"))
+        carry = getattr(args, "carry_dir", None)
+        self.carry = Path(carry) if carry else None
         self.name = "t2l_zero_shot" + ("" if size == "full" else f"_{size}")
         self.t2l_keys = (
             ["t2l_recon_L"]
@@ -249,6 +256,7 @@ class Bench:
     def load_state(self) -> None:
         """Continue the run recorded in ``<work-dir>/state.json`` (if any); refuse one of another configuration."""
         path = self.work / "state.json"
+        self.restore_carry()
         if not self.persistent or not path.is_file():
             return
         state = json.loads(path.read_text())
@@ -275,8 +283,57 @@ class Bench:
         """Count a finished stage; pause when ``--max-stages`` is reached."""
         self.stages_done += 1
         self.save_state()
+        self.sync_carry()
         if self.args.max_stages and self.stages_done >= self.args.max_stages:
             raise Paused(f"--max-stages {self.args.max_stages} reached")
+
+    def carried_weights(self) -> list[str]:
+        """Hypernetwork weights a later invocation still needs: those not scored yet, and the reconstruction's
+        until SFT-from-reconstruction has started from it."""
+        keys = [k for k in self.t2l_keys if k in self.runs and not self.evaluated(k)]
+        if FROM_RECON in self.t2l_keys and FROM_RECON not in self.runs and "t2l_recon_L" in self.runs:
+            keys.append("t2l_recon_L")
+        return sorted(set(keys))
+
+    def sync_carry(self) -> None:
+        """Copy what resuming needs (``state.json`` and :meth:`carried_weights`, no checkpoints or adapter
+        libraries) into ``--carry-dir``, atomically; weights no longer needed are removed from it."""
+        import shutil
+
+        if self.carry is None or not (self.work / "state.json").is_file():
+            return
+        (self.carry / "weights").mkdir(parents=True, exist_ok=True)
+        keep = {f"{k}.safetensors" for k in self.carried_weights()}
+        for name in sorted(keep):
+            src = self.work / "weights" / name
+            if src.is_file():
+                shutil.copyfile(src, self.carry / "weights" / f"{name}.tmp")
+                os.replace(self.carry / "weights" / f"{name}.tmp", self.carry / "weights" / name)
+        for old in (self.carry / "weights").glob("*.safetensors"):
+            if old.name not in keep:
+                old.unlink()
+        shutil.copyfile(self.work / "state.json", self.carry / "state.json.tmp")
+        os.replace(self.carry / "state.json.tmp", self.carry / "state.json")
+
+    def restore_carry(self) -> None:
+        """Start from ``--carry-dir`` when it holds a run further along than the work dir (e.g. a new checkout)."""
+        import shutil
+
+        if self.carry is None or not (self.carry / "state.json").is_file():
+            return
+        mine = self.work / "state.json"
+        carried = json.loads((self.carry / "state.json").read_text())
+        if mine.is_file() and json.loads(mine.read_text())["elapsed_s"] >= carried["elapsed_s"]:
+            return
+        (self.work / "weights").mkdir(parents=True, exist_ok=True)
+        for src in (self.carry / "weights").glob("*.safetensors"):
+            shutil.copyfile(src, self.work / "weights" / src.name)
+        shutil.copyfile(self.carry / "state.json", self.work / "state.json.tmp")
+        os.replace(self.work / "state.json.tmp", mine)
+        print(
+            f"[t2l] continuing the run carried in {self.carry} ({carried['elapsed_s']:.0f}s so far)",
+            flush=True,
+        )
 
     def weights_path(self, key: str) -> Path:
         return self.work / "weights" / f"{key}.safetensors"
@@ -337,8 +394,16 @@ class Bench:
     def planned(self) -> list[str]:
         return list(EXAMPLE_TRAINED) + self.t2l_keys
 
+    def forget_lost_partial(self, key: str) -> None:
+        """Drop the partial curve of a stage whose checkpoint is gone (e.g. a run continued from a carried state
+        in a new checkout): the stage starts over, and its curve with it."""
+        if key in self.partial and not (self.work / "ckpt" / key / "last.ckpt").is_file():
+            steps = self.partial.pop(key).get("steps")
+            print(f"[t2l] {key}: the checkpoint of its {steps} steps is gone, starting it over", flush=True)
+
     def fit(self, key: str, module: L.LightningModule, data: L.LightningDataModule, max_steps: int) -> bool:
         """Train ``module`` for ``max_steps`` within its share of the budget; False (and a note) when no time is left."""
+        self.forget_lost_partial(key)
         prior = self.partial.get(key, {})
         curve = LossCurve("train/ce", prior.get("curve"), prior.get("wall_s", 0.0))
         callbacks: list[L.Callback] = [curve]
@@ -447,24 +512,49 @@ class Bench:
             optim={"lr": lr, "warmup": 0.1, "schedule": "cosine"},
         )  # fmt: skip
 
-    def train_baselines(self) -> None:
-        for key, mode, in_prompt, lr in (
-            ("oracle", "per_task", False, self.cfg["lr"]["oracle"]),
-            ("multitask", "multitask", False, self.cfg["lr"]["multitask"]),
-            ("multitask_with_description", "multitask", True, self.cfg["lr"]["multitask"]),
+    def stage_order(self) -> list[str]:
+        """Training stages in run order. Reconstruction comes right after the oracles, so the oracle library (the
+        one large artifact) is needed for one stage only and a carried work dir stays small."""
+        order = ["oracle", "t2l_recon_L", "multitask", "multitask_with_description"]
+        order += [k for k in self.t2l_keys if k not in order and k != FROM_RECON]
+        order += [FROM_RECON] if FROM_RECON in self.t2l_keys else []
+        return [k for k in order if k in EXAMPLE_TRAINED or k in self.t2l_keys]
+
+    def run(self) -> None:
+        """Every stage in :meth:`stage_order`; an example-trained baseline is scored as soon as it is trained."""
+        for key in self.stage_order():
+            if key in EXAMPLE_TRAINED:
+                self.train_baseline(key)
+                self.evaluate_baselines()
+            else:
+                self.train_t2l(key)
+        self.evaluate_baselines()  # the base conditions, when no example-trained stage ran
+
+    def baseline_scored(self, key: str) -> bool:
+        """An example-trained baseline scored on every task it applies to (the oracles: seen tasks only)."""
+        names = self.groups["seen"] + ([] if key == "oracle" else self.groups["held_out"])
+        return all(self.evaluated_task(key, n) for n in names)
+
+    def train_baseline(self, key: str) -> None:
+        """One example-trained baseline: per-task oracle LoRAs or a multi-task LoRA (with or without descriptions)."""
+        library_needed = key == "oracle" and "t2l_recon_L" in self.t2l_keys and "t2l_recon_L" not in self.runs
+        if key in self.runs and (
+            (self.work / key).is_dir() or (self.baseline_scored(key) and not library_needed)
         ):
-            if key in self.runs and (self.work / key).is_dir():
-                continue  # finished by an earlier invocation
-            L.seed_everything(self.args.seed)
-            optim = {"lr": lr, "warmup": 0.1, "schedule": "cosine"}
-            module = LoRAFinetuneModule(BASE, mode=mode, export_dir=str(self.work / key), optim=optim)
-            if self.fit(key, module, self.data(in_prompt), self.steps):
-                self.runs[key]["lr"] = lr
-                self.runs[key]["description_in_prompt"] = in_prompt
-                self.drop_checkpoints(key)
-                self.stage_done()
-            del module
-            gc.collect()
+            return  # trained (and scored, or its adapters kept) by an earlier invocation
+        mode = "per_task" if key == "oracle" else "multitask"
+        in_prompt = key == "multitask_with_description"
+        lr = self.cfg["lr"]["oracle" if key == "oracle" else "multitask"]
+        L.seed_everything(self.args.seed)
+        optim = {"lr": lr, "warmup": 0.1, "schedule": "cosine"}
+        module = LoRAFinetuneModule(BASE, mode=mode, export_dir=str(self.work / key), optim=optim)
+        if self.fit(key, module, self.data(in_prompt), self.steps):
+            self.runs[key]["lr"] = lr
+            self.runs[key]["description_in_prompt"] = in_prompt
+            self.drop_checkpoints(key)
+            self.stage_done()
+        del module
+        gc.collect()
 
     def drop_checkpoints(self, key: str) -> None:
         """A finished stage's training checkpoints are not needed any more (its result is saved)."""
@@ -472,70 +562,69 @@ class Bench:
 
         shutil.rmtree(self.work / "ckpt" / key, ignore_errors=True)
 
-    def train_t2l(self) -> None:
-        for key in self.t2l_keys:
-            if key in self.skipped or (key in self.runs and self.evaluated(key)):
-                continue  # skipped, or trained and scored by an earlier invocation
-            head = key.rsplit("_", 1)[-1]
-            data: L.LightningDataModule
-            if key == "t2l_recon_L":
-                if not (self.work / "oracle").is_dir():
-                    self.skipped[key] = "no oracle library was written"
-                    continue
-                run = self.cfg["recon"]
-                module = self.t2l_module(head, "reconstruction", run["lr"])
+    def train_t2l(self, key: str) -> None:
+        """One Text-to-LoRA stage (reconstruction, SFT, or SFT from the reconstruction weights), then its scores."""
+        if key in self.skipped or (key in self.runs and self.evaluated(key)):
+            return  # skipped, or trained and scored by an earlier invocation
+        head = key.rsplit("_", 1)[-1]
+        data: L.LightningDataModule
+        if key == "t2l_recon_L":
+            if key not in self.runs and not (self.work / "oracle").is_dir():
+                self.skipped[key] = "no oracle library was written"
+                return
+            run = self.cfg["recon"]
+            module = self.t2l_module(head, "reconstruction", run["lr"])
+            if key in self.runs:
+                ok = self.load_weights(key, module)
+            else:
                 data = LoRALibraryDataModule(
                     str(self.work / "oracle"), corpus="builtin", tasks_per_batch=run["tasks_per_batch"],
                     steps_per_epoch=run["max_steps"], seed=self.args.seed,
                 )  # fmt: skip
-                if key in self.runs:
-                    ok = self.load_weights(key, module)
-                else:
-                    ok = self.fit(key, module, data, run["max_steps"])
-                    if ok:
-                        self.runs[key].update(
-                            lr=run["lr"], tasks_per_batch=run["tasks_per_batch"], library_tasks=len(self.pool),
-                            note="reconstructs the oracle library (oracles trained on the matched example budget)",
-                        )  # fmt: skip
+                ok = self.fit(key, module, data, run["max_steps"])
                 if ok:
-                    self.recon_state = {
-                        k: v.detach().cpu().clone() for k, v in module.hypernet.state_dict().items()
-                    }
-            else:
-                from_recon = key == FROM_RECON
-                if from_recon and self.recon_state is None and self.weights_path("t2l_recon_L").is_file():
-                    from safetensors.torch import load_file
-
-                    self.recon_state = load_file(str(self.weights_path("t2l_recon_L")))
-                if from_recon and self.recon_state is None:
-                    self.skipped[key] = "no reconstruction hypernetwork to start from"
-                    continue
-                lr = self.cfg["lr"]["sft"]
-                module = self.t2l_module(head, "sft", lr, from_recon=from_recon)
-                data = self.data()
-                if key in self.runs:
-                    ok = self.load_weights(key, module)
-                else:
-                    # a resumed run restores its own checkpoint; a fresh one starts from the reconstruction weights
-                    resuming = self.persistent and (self.work / "ckpt" / key / "last.ckpt").is_file()
-                    if from_recon and not resuming and not self.load_recon(key, module):
-                        del module
-                        continue
-                    ok = self.fit(key, module, data, self.steps)
-                    if ok:
-                        self.runs[key].update(lr=lr, label_smoothing=0.0, neftune_alpha=0.0)
+                    self.runs[key].update(
+                        lr=run["lr"], tasks_per_batch=run["tasks_per_batch"], library_tasks=len(self.pool),
+                        note="reconstructs the oracle library (oracles trained on the matched example budget)",
+                    )  # fmt: skip
             if ok:
-                if self.persistent and not self.weights_path(key).is_file():
-                    self.save_weights(key, module)
-                    self.drop_checkpoints(key)
-                    self.save_state()
-                self.evaluate_t2l(key, module)
-                self.write(complete=False)
-                self.stage_done()
-            del module, data
-            gc.collect()
-            if self.gpu:
-                torch.cuda.empty_cache()
+                self.recon_state = {
+                    k: v.detach().cpu().clone() for k, v in module.hypernet.state_dict().items()
+                }
+        else:
+            from_recon = key == FROM_RECON
+            if from_recon and self.recon_state is None and self.weights_path("t2l_recon_L").is_file():
+                from safetensors.torch import load_file
+
+                self.recon_state = load_file(str(self.weights_path("t2l_recon_L")))
+            if from_recon and self.recon_state is None:
+                self.skipped[key] = "no reconstruction hypernetwork to start from"
+                return
+            lr = self.cfg["lr"]["sft"]
+            module = self.t2l_module(head, "sft", lr, from_recon=from_recon)
+            if key in self.runs:
+                ok = self.load_weights(key, module)
+            else:
+                # a resumed run restores its own checkpoint; a fresh one starts from the reconstruction weights
+                resuming = self.persistent and (self.work / "ckpt" / key / "last.ckpt").is_file()
+                if from_recon and not resuming and not self.load_recon(key, module):
+                    del module
+                    return
+                ok = self.fit(key, module, self.data(), self.steps)
+                if ok:
+                    self.runs[key].update(lr=lr, label_smoothing=0.0, neftune_alpha=0.0)
+        if ok:
+            if self.persistent and not self.weights_path(key).is_file():
+                self.save_weights(key, module)
+                self.drop_checkpoints(key)
+                self.save_state()
+            self.evaluate_t2l(key, module)
+            self.write(complete=False)
+            self.stage_done()
+        del module
+        gc.collect()
+        if self.gpu:
+            torch.cuda.empty_cache()
 
     def load_weights(self, key: str, module: TextToLoRAModule) -> bool:
         """Rebuild a hypernetwork an earlier invocation trained (False, with a note, if its weights are gone)."""
@@ -842,9 +931,17 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="with --work-dir: stop after N finished stages (resumable)",
     )
+    p.add_argument(
+        "--carry-dir",
+        default=None,
+        help="with --work-dir: keep the small part of the run state a new checkout needs to continue "
+        "(state.json, hypernetwork weights still needed) here, to commit between sessions",
+    )
     args = p.parse_args(argv)
     if args.max_stages is not None and not args.work_dir:
         p.error("--max-stages needs --work-dir (where the run is continued from)")
+    if args.carry_dir is not None and not args.work_dir:
+        p.error("--carry-dir needs --work-dir (where the run's large files live)")
     size = "quick" if args.quick else "cpu" if args.cpu_long else "smoke" if args.smoke else "full"
     bench = Bench(args, size)
     if bench.gpu:
@@ -860,11 +957,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     try:
-        bench.train_baselines()
-        bench.evaluate_baselines()
-        bench.train_t2l()
+        bench.run()
     except Paused as why:
         bench.save_state()
+        bench.sync_carry()
         bench.write(complete=False)
         print(
             f"[t2l] paused: {why}. Partial results in {bench.path}; run the same command to continue "

@@ -6,6 +6,7 @@ import argparse
 import json
 
 import pytest
+import torch
 
 from t2l_zero_shot import Bench, Paused
 
@@ -55,3 +56,69 @@ def test_max_stages_pauses_after_that_many_stages(tmp_path):
     with pytest.raises(Paused, match="max-stages 2"):
         b.stage_done()
     assert (tmp_path / "state.json").is_file()
+
+
+def test_reconstruction_follows_the_oracles_and_sft_from_recon_comes_last(tmp_path):
+    order = bench(tmp_path).stage_order()
+    assert order[:2] == ["oracle", "t2l_recon_L"]
+    assert order[-1] == "t2l_sft_from_recon_L"
+    assert set(order) == {"oracle", "multitask", "multitask_with_description", *bench(tmp_path).t2l_keys}
+
+
+def test_carry_dir_holds_state_and_only_the_weights_still_needed(tmp_path):
+    from safetensors.torch import save_file
+
+    carry = tmp_path / "carry"
+    first = bench(tmp_path / "work")
+    first.carry = carry
+    first.runs["oracle"] = {"steps": 2, "max_steps": 2, "stopped_by": "max_steps"}
+    first.runs["t2l_recon_L"] = {"steps": 2, "max_steps": 2, "stopped_by": "max_steps"}
+    for k in ("a", "z"):
+        first.record("t2l_recon_L", k, [1.0], [0.5])
+    (first.work / "oracle").mkdir(parents=True)  # the large library: never carried
+    first.weights_path("t2l_recon_L").parent.mkdir(parents=True)
+    save_file({"w": torch.ones(3)}, str(first.weights_path("t2l_recon_L")))
+    save_file(
+        {"w": torch.zeros(3)}, str(first.weights_path("t2l_sft_L"))
+    )  # none of its stages yet: not needed
+    first.stage_done()
+    assert sorted(p.name for p in (carry / "weights").iterdir()) == ["t2l_recon_L.safetensors"]
+    assert not (carry / "oracle").exists() and not list(carry.rglob("*.tmp"))
+
+    again = bench(tmp_path / "new_checkout")  # an empty work dir, as in a new session
+    again.carry = carry
+    again.load_state()
+    assert again.runs == first.runs and again.evaluated("t2l_recon_L")
+    assert (again.work / "weights" / "t2l_recon_L.safetensors").is_file()
+
+    # once SFT from reconstruction has its own weights, the reconstruction's leave the carry dir
+    first.runs["t2l_sft_from_recon_L"] = {"steps": 2, "max_steps": 2, "stopped_by": "max_steps"}
+    first.stage_done()
+    assert not list((carry / "weights").iterdir())
+
+
+def test_oracles_are_retrained_when_reconstruction_still_needs_their_library(tmp_path):
+    b = bench(tmp_path)
+    b.runs["oracle"] = {"steps": 2}
+    b.record("oracle", "a", [1.0], [0.5])  # scored, library gone
+    assert b.baseline_scored("oracle")
+    trained = []
+    b.fit = lambda key, *a, **k: trained.append(key) or False  # type: ignore[method-assign]
+    b.data = lambda *a, **k: None  # type: ignore[method-assign]
+    b.train_baseline("oracle")
+    assert trained == ["oracle"]
+    b.runs["t2l_recon_L"] = {"steps": 2}
+    trained.clear()
+    b.train_baseline("oracle")
+    assert trained == []
+
+
+def test_a_partial_curve_without_its_checkpoint_is_dropped(tmp_path):
+    b = bench(tmp_path)
+    b.partial["multitask"] = {"curve": [[1, 3.0, 0.5]], "wall_s": 0.5, "steps": 1}
+    b.partial["oracle"] = {"curve": [[1, 3.0, 0.5]], "wall_s": 0.5, "steps": 1}
+    (tmp_path / "ckpt" / "oracle").mkdir(parents=True)
+    (tmp_path / "ckpt" / "oracle" / "last.ckpt").write_bytes(b"x")
+    b.forget_lost_partial("multitask")
+    b.forget_lost_partial("oracle")
+    assert list(b.partial) == ["oracle"]

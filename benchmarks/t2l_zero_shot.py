@@ -29,9 +29,10 @@ run checkpoints, writes a partial JSON (``"complete": false``) and exits 0; the 
 matched budget untouched (no method is cut short). ``--max-stages N`` stops after N stages (tests, short sessions).
 Stages run in the order oracles, reconstruction (which reads the oracle library), multi-task LoRAs, SFT, SFT from
 reconstruction, and every example-trained baseline is scored as soon as it is trained, so no later stage needs the
-large files of an earlier one. ``--carry-dir DIR`` keeps the small part a new checkout needs to continue (``state.json``
-and the hypernetwork weights still needed, tens of MB at most; no checkpoints) in ``DIR`` after every stage, to commit
-between sessions: a stage cut short there restarts from its first step in the new checkout.
+large files of an earlier one. ``--carry-dir DIR`` keeps the small part a new checkout needs to continue (``state.json``,
+the hypernetwork weights still needed, the checkpoint of an unfinished stage when it is small, i.e. a multi-task
+LoRA's) in ``DIR`` after every stage and at a pause, to commit between sessions; a stage cut short whose checkpoint
+is too large to carry (oracles, T2L) restarts from its first step in the new checkout.
 """
 
 from __future__ import annotations
@@ -132,6 +133,11 @@ def training_steps(cfg: dict[str, Any], n_train_tasks: int) -> int:
     return matched_steps(
         cfg["examples_per_seen_task"], n_train_tasks, b["tasks_per_batch"], b["examples_per_task"]
     )
+
+
+CARRY_CKPT_MAX_BYTES = (
+    16 * 2**20
+)  # multi-task LoRA checkpoints (~6 MB) travel in --carry-dir; T2L (~53 MB) do not
 
 
 class Paused(Exception):
@@ -296,8 +302,9 @@ class Bench:
         return sorted(set(keys))
 
     def sync_carry(self) -> None:
-        """Copy what resuming needs (``state.json`` and :meth:`carried_weights`, no checkpoints or adapter
-        libraries) into ``--carry-dir``, atomically; weights no longer needed are removed from it."""
+        """Copy what resuming needs (``state.json``, :meth:`carried_weights` and the checkpoints of unfinished
+        stages up to ``CARRY_CKPT_MAX_BYTES``; no adapter libraries) into ``--carry-dir``, atomically; what is no
+        longer needed is removed from it."""
         import shutil
 
         if self.carry is None or not (self.work / "state.json").is_file():
@@ -312,6 +319,19 @@ class Bench:
         for old in (self.carry / "weights").glob("*.safetensors"):
             if old.name not in keep:
                 old.unlink()
+        for (
+            key
+        ) in self.partial:  # a stage cut short continues exactly if its checkpoint is small enough to carry
+            src = self.work / "ckpt" / key / "last.ckpt"
+            if src.is_file() and src.stat().st_size <= CARRY_CKPT_MAX_BYTES:
+                (self.carry / "ckpt" / key).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, self.carry / "ckpt" / key / "last.ckpt.tmp")
+                os.replace(
+                    self.carry / "ckpt" / key / "last.ckpt.tmp", self.carry / "ckpt" / key / "last.ckpt"
+                )
+        for old in (self.carry / "ckpt").glob("*/last.ckpt"):
+            if old.parent.name not in self.partial:
+                shutil.rmtree(old.parent)
         shutil.copyfile(self.work / "state.json", self.carry / "state.json.tmp")
         os.replace(self.carry / "state.json.tmp", self.carry / "state.json")
 
@@ -328,6 +348,9 @@ class Bench:
         (self.work / "weights").mkdir(parents=True, exist_ok=True)
         for src in (self.carry / "weights").glob("*.safetensors"):
             shutil.copyfile(src, self.work / "weights" / src.name)
+        for src in (self.carry / "ckpt").glob("*/last.ckpt"):
+            (self.work / "ckpt" / src.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, self.work / "ckpt" / src.parent.name / "last.ckpt")
         shutil.copyfile(self.carry / "state.json", self.work / "state.json.tmp")
         os.replace(self.work / "state.json.tmp", mine)
         print(

@@ -122,3 +122,31 @@ def test_a_partial_curve_without_its_checkpoint_is_dropped(tmp_path):
     b.forget_lost_partial("multitask")
     b.forget_lost_partial("oracle")
     assert list(b.partial) == ["oracle"]
+
+
+def test_small_checkpoints_of_unfinished_stages_travel_in_the_carry_dir(tmp_path, monkeypatch):
+    import t2l_zero_shot
+
+    monkeypatch.setattr(t2l_zero_shot, "CARRY_CKPT_MAX_BYTES", 10)
+    carry = tmp_path / "carry"
+    first = bench(tmp_path / "work")
+    first.carry = carry
+    for key, size in (("multitask", 8), ("t2l_sft_L", 11)):  # the second is over the (patched) limit
+        first.partial[key] = {"curve": [[1, 3.0, 0.5]], "wall_s": 0.5, "steps": 1}
+        (first.work / "ckpt" / key).mkdir(parents=True)
+        (first.work / "ckpt" / key / "last.ckpt").write_bytes(b"x" * size)
+    first.save_state()
+    first.sync_carry()
+    assert [p.parent.name for p in carry.glob("ckpt/*/last.ckpt")] == ["multitask"]
+
+    again = bench(tmp_path / "new_checkout")
+    again.carry = carry
+    again.load_state()
+    assert (again.work / "ckpt" / "multitask" / "last.ckpt").read_bytes() == b"x" * 8
+    again.forget_lost_partial("multitask")
+    again.forget_lost_partial("t2l_sft_L")
+    assert list(again.partial) == ["multitask"]  # continues exactly; the other starts over
+
+    first.partial.pop("multitask")  # finished: its checkpoint leaves the carry dir
+    first.sync_carry()
+    assert not list(carry.glob("ckpt/*/last.ckpt"))

@@ -135,6 +135,9 @@ def training_steps(cfg: dict[str, Any], n_train_tasks: int) -> int:
     )
 
 
+# how the oracle LoRAs were trained: a work dir that differs only here keeps every stage but the oracles and
+# those built on them (see Bench.redo_oracles)
+ORACLE_FINGERPRINT = {"oracle_optimizer": "rowwise_adamw", "oracle_init": "shared_a"}
 CARRY_CKPT_MAX_BYTES = (
     16 * 2**20
 )  # multi-task LoRA checkpoints (~6 MB) travel in --carry-dir; T2L (~53 MB) do not
@@ -242,7 +245,7 @@ class Bench:
         """What must match for a work dir's results to be continued (anything else would mix two benchmarks)."""
         return {"size": self.size, "seed": self.args.seed, "task_encoder": self.encoder,
                 "examples_per_seen_task": self.cfg["examples_per_seen_task"], "steps": self.steps,
-                "pool": self.pool, "groups": self.groups, "oracle_optimizer": "rowwise_adamw"}  # fmt: skip
+                "pool": self.pool, "groups": self.groups, **ORACLE_FINGERPRINT}  # fmt: skip
 
     def save_state(self) -> None:
         """``<work-dir>/state.json``, atomically: finished stages, scores per task, partial curves."""
@@ -267,8 +270,11 @@ class Bench:
             return
         state = json.loads(path.read_text())
         mine = json.loads(json.dumps(self.fingerprint()))
-        if state.get("fingerprint") != mine:
-            differ = sorted(k for k in mine if state.get("fingerprint", {}).get(k) != mine[k])
+        theirs = state.get("fingerprint", {})
+        differ = sorted(k for k in mine if theirs.get(k) != mine[k])
+        if differ and set(differ) <= set(ORACLE_FINGERPRINT):
+            self.redo_oracles(state, differ)
+        elif differ:
             print(
                 f"error: {path} belongs to another benchmark configuration (differs in {', '.join(differ)}); "
                 "use another --work-dir or the same options as the run that wrote it.",
@@ -282,6 +288,29 @@ class Bench:
         self.prior_elapsed = float(state["elapsed_s"])
         print(
             f"[t2l] resuming {path}: done {sorted(self.runs)}, elapsed so far {self.prior_elapsed:.0f}s",
+            flush=True,
+        )
+
+    def redo_oracles(self, state: dict[str, Any], differ: list[str]) -> None:
+        """A work dir whose oracles were trained another way (``ORACLE_FINGERPRINT``): drop the oracles and the
+        stages built on them (reconstruction, SFT from it), keep every other stage's results."""
+        import shutil
+
+        drop = ["oracle", "t2l_recon_L", FROM_RECON]
+        for key in drop:
+            state["runs"].pop(key, None)
+            state.get("partial", {}).pop(key, None)
+            state["skipped"].pop(key, None)
+            state["eval_seconds"].pop(key, None)
+            for scores in state["per_example"].values():
+                scores.pop(key, None)
+            shutil.rmtree(self.work / key, ignore_errors=True)
+            shutil.rmtree(self.work / "ckpt" / key, ignore_errors=True)
+            self.weights_path(key).unlink(missing_ok=True)
+        state["fingerprint"] = self.fingerprint()
+        print(
+            f"[t2l] the oracles of {self.work} were trained differently ({', '.join(differ)}): "
+            f"redoing {', '.join(drop)}; the other stages' results are kept",
             flush=True,
         )
 

@@ -90,9 +90,12 @@ class LoRAFinetuneModule(LoRATrainingModule):
         for m in lora.targets:
             d_in, d_out = self.spec.shapes[m]
             L = self.spec.n_layers
-            a = torch.stack(
-                [torch.stack([lora_a_init(lora.rank, d_in, gen) for _ in range(L)]) for _ in range(n)]
-            )
+            # One A init shared by every task, as independent runs from one seed would have: the library's
+            # factors then live in a common basis that reconstruction can learn. With one random A per task,
+            # the 92-task library's A (and B, expressed in that A's basis) had pairwise cosine ~0 across tasks,
+            # and reconstruction learned nothing but the mean.
+            a = torch.stack([lora_a_init(lora.rank, d_in, gen) for _ in range(L)])
+            a = a.unsqueeze(0).repeat(n, 1, 1, 1)
             key = m.replace(".", "__")
             self.lora_A[key] = nn.Parameter(a.to(self.device))
             self.lora_B[key] = nn.Parameter(torch.zeros(n, L, d_out, lora.rank, device=self.device))

@@ -150,3 +150,22 @@ def test_small_checkpoints_of_unfinished_stages_travel_in_the_carry_dir(tmp_path
     first.partial.pop("multitask")  # finished: its checkpoint leaves the carry dir
     first.sync_carry()
     assert not list(carry.glob("ckpt/*/last.ckpt"))
+
+
+def test_a_run_whose_oracles_were_trained_differently_keeps_all_but_the_oracle_stages(tmp_path, capsys):
+    old = bench(tmp_path)
+    for key in ("oracle", "t2l_recon_L", "multitask"):
+        old.runs[key] = {"steps": 2, "max_steps": 2, "stopped_by": "max_steps"}
+        old.record(key, "a", [1.0], [0.5])
+    (tmp_path / "oracle").mkdir()
+    old.save_state()
+    state = json.loads((tmp_path / "state.json").read_text())
+    del state["fingerprint"]["oracle_init"]  # written before the oracles shared one A init
+    (tmp_path / "state.json").write_text(json.dumps(state))
+
+    again = bench(tmp_path)
+    again.load_state()
+    assert sorted(again.runs) == ["multitask"]
+    assert sorted(again.per_example["exact_match"]) == ["multitask"]
+    assert not (tmp_path / "oracle").exists()
+    assert "redoing oracle" in capsys.readouterr().out

@@ -148,3 +148,19 @@ def test_per_task_step_moves_only_the_batch_tasks_adapters(tiny_llama_dir):
     for name in start:
         assert first[name] == ([False, True, False] if "lora_B" in name else [False, False, False]), name
         assert second[name] == [False, True, False], name
+
+
+def test_every_task_adapter_starts_from_one_shared_a(tiny_llama_dir):
+    """As independent runs from one seed: the oracle library's factors share a basis, so reconstruction can
+    learn them (one random A per task made them unrelated noise across tasks)."""
+    module = LoRAFinetuneModule(
+        base_model=str(tiny_llama_dir), lora={"rank": 2}, tasks=["a", "b", "c"],
+        runtime={"attn_implementation": "sdpa"},
+    )  # fmt: skip
+    module.configure_model()
+    for name, a in module.lora_A.items():
+        assert a.shape[0] == 3 and a.abs().sum() > 0, name
+        assert torch.equal(a[0], a[1]) and torch.equal(a[0], a[2]), name
+        assert not torch.equal(a[0, 0], a[0, 1]), name  # layers still differ
+        a[1].data.add_(1.0)  # rows are separate storage, not views of one tensor
+        assert not torch.equal(a[0], a[1]), name

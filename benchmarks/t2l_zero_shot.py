@@ -752,7 +752,7 @@ class Bench:
         multitask = {
             k: load_peft(self.work / k)
             for k in ("multitask", "multitask_with_description")
-            if (self.work / k).is_dir()
+            if k in self.runs and (self.work / k).is_dir()  # a stage cut short exports its unfinished adapter
         }
         scored_any = False
         for name in self.groups["seen"] + self.groups["held_out"]:
@@ -773,7 +773,7 @@ class Bench:
                     (p, multitask["multitask_with_description"]) for p in described
                 ]
             oracle_dir = self.work / "oracle" / name
-            if oracle_dir.is_dir():
+            if "oracle" in self.runs and oracle_dir.is_dir():
                 methods["oracle"] = [(plain, load_peft(oracle_dir))]
             todo = {m: c for m, c in methods.items() if not self.evaluated_task(m, name)}
             if not todo:

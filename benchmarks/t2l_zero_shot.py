@@ -43,6 +43,7 @@ import gc
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -141,6 +142,14 @@ ORACLE_FINGERPRINT = {"oracle_optimizer": "rowwise_adamw", "oracle_init": "share
 CARRY_CKPT_MAX_BYTES = (
     16 * 2**20
 )  # multi-task LoRA checkpoints (~6 MB) travel in --carry-dir; T2L (~53 MB) do not
+
+
+def copy_atomic(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` through a temporary sibling, so a kill never leaves half a file."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 class Paused(Exception):
@@ -294,8 +303,6 @@ class Bench:
     def redo_oracles(self, state: dict[str, Any], differ: list[str]) -> None:
         """A work dir whose oracles were trained another way (``ORACLE_FINGERPRINT``): drop the oracles and the
         stages built on them (reconstruction, SFT from it), keep every other stage's results."""
-        import shutil
-
         drop = ["oracle", "t2l_recon_L", FROM_RECON]
         for key in drop:
             state["runs"].pop(key, None)
@@ -305,7 +312,7 @@ class Bench:
             for scores in state["per_example"].values():
                 scores.pop(key, None)
             shutil.rmtree(self.work / key, ignore_errors=True)
-            shutil.rmtree(self.work / "ckpt" / key, ignore_errors=True)
+            self.drop_checkpoints(key)
             self.weights_path(key).unlink(missing_ok=True)
         state["fingerprint"] = self.fingerprint()
         print(
@@ -334,8 +341,6 @@ class Bench:
         """Copy what resuming needs (``state.json``, :meth:`carried_weights` and the checkpoints of unfinished
         stages up to ``CARRY_CKPT_MAX_BYTES``; no adapter libraries) into ``--carry-dir``, atomically; what is no
         longer needed is removed from it."""
-        import shutil
-
         if self.carry is None or not (self.work / "state.json").is_file():
             return
         (self.carry / "weights").mkdir(parents=True, exist_ok=True)
@@ -343,45 +348,34 @@ class Bench:
         for name in sorted(keep):
             src = self.work / "weights" / name
             if src.is_file():
-                shutil.copyfile(src, self.carry / "weights" / f"{name}.tmp")
-                os.replace(self.carry / "weights" / f"{name}.tmp", self.carry / "weights" / name)
+                copy_atomic(src, self.carry / "weights" / name)
         for old in (self.carry / "weights").glob("*.safetensors"):
             if old.name not in keep:
                 old.unlink()
-        for (
-            key
-        ) in self.partial:  # a stage cut short continues exactly if its checkpoint is small enough to carry
+        # a stage cut short continues exactly if its checkpoint is small enough to carry
+        for key in self.partial:
             src = self.work / "ckpt" / key / "last.ckpt"
             if src.is_file() and src.stat().st_size <= CARRY_CKPT_MAX_BYTES:
-                (self.carry / "ckpt" / key).mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, self.carry / "ckpt" / key / "last.ckpt.tmp")
-                os.replace(
-                    self.carry / "ckpt" / key / "last.ckpt.tmp", self.carry / "ckpt" / key / "last.ckpt"
-                )
+                copy_atomic(src, self.carry / "ckpt" / key / "last.ckpt")
         for old in (self.carry / "ckpt").glob("*/last.ckpt"):
             if old.parent.name not in self.partial:
                 shutil.rmtree(old.parent)
-        shutil.copyfile(self.work / "state.json", self.carry / "state.json.tmp")
-        os.replace(self.carry / "state.json.tmp", self.carry / "state.json")
+        copy_atomic(self.work / "state.json", self.carry / "state.json")
 
     def restore_carry(self) -> None:
         """Start from ``--carry-dir`` when it holds a run further along than the work dir (e.g. a new checkout)."""
-        import shutil
-
         if self.carry is None or not (self.carry / "state.json").is_file():
             return
         mine = self.work / "state.json"
         carried = json.loads((self.carry / "state.json").read_text())
         if mine.is_file() and json.loads(mine.read_text())["elapsed_s"] >= carried["elapsed_s"]:
             return
-        (self.work / "weights").mkdir(parents=True, exist_ok=True)
-        for src in (self.carry / "weights").glob("*.safetensors"):
-            shutil.copyfile(src, self.work / "weights" / src.name)
-        for src in (self.carry / "ckpt").glob("*/last.ckpt"):
-            (self.work / "ckpt" / src.parent.name).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, self.work / "ckpt" / src.parent.name / "last.ckpt")
-        shutil.copyfile(self.carry / "state.json", self.work / "state.json.tmp")
-        os.replace(self.work / "state.json.tmp", mine)
+        for src in [
+            *(self.carry / "weights").glob("*.safetensors"),
+            *(self.carry / "ckpt").glob("*/last.ckpt"),
+        ]:
+            copy_atomic(src, self.work / src.relative_to(self.carry))
+        copy_atomic(self.carry / "state.json", mine)
         print(
             f"[t2l] continuing the run carried in {self.carry} ({carried['elapsed_s']:.0f}s so far)",
             flush=True,
@@ -610,8 +604,6 @@ class Bench:
 
     def drop_checkpoints(self, key: str) -> None:
         """A finished stage's training checkpoints are not needed any more (its result is saved)."""
-        import shutil
-
         shutil.rmtree(self.work / "ckpt" / key, ignore_errors=True)
 
     def train_t2l(self, key: str) -> None:

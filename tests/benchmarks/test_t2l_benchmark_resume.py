@@ -169,3 +169,33 @@ def test_a_run_whose_oracles_were_trained_differently_keeps_all_but_the_oracle_s
     assert sorted(again.per_example["exact_match"]) == ["multitask"]
     assert not (tmp_path / "oracle").exists()
     assert "redoing oracle" in capsys.readouterr().out
+
+
+def test_baselines_score_a_multitask_adapter_only_once_its_stage_finished(tmp_path, monkeypatch):
+    import types
+
+    import t2l_zero_shot
+
+    b = bench(tmp_path)
+    example = types.SimpleNamespace(prompt="p", response="r")
+    b.corpus = types.SimpleNamespace(
+        tasks={n: types.SimpleNamespace(examples=lambda split: [example] * 5) for n in ("a", "z")}
+    )
+    b.examples = {"a": [example], "z": [example]}
+    b.descriptions = {"a": ["do a"], "z": ["do z"]}
+    for key in ("multitask", "multitask_with_description"):  # both exported; only the first stage finished
+        (tmp_path / key).mkdir()
+    b.runs["multitask"] = {"steps": 2, "max_steps": 2, "stopped_by": "max_steps"}
+    monkeypatch.setattr(t2l_zero_shot, "load_peft", lambda path: f"adapter:{path.name}")
+    scored: list[tuple[str, str]] = []
+
+    def score_conditions(name, conditions):
+        scored.append((name, conditions[0][1]))
+        return [1.0], [0.5]
+
+    b.score_conditions = score_conditions  # type: ignore[method-assign]
+    b.write = lambda complete: None  # type: ignore[method-assign]
+    b.evaluate_baselines()
+    adapters = {lora for _, lora in scored}
+    assert adapters == {None, "adapter:multitask"}  # never the unfinished description-aware adapter
+    assert sorted(b.per_example["exact_match"]) == ["base", "base_3shot", "base_with_description", "multitask"]

@@ -198,4 +198,9 @@ def test_baselines_score_a_multitask_adapter_only_once_its_stage_finished(tmp_pa
     b.evaluate_baselines()
     adapters = {lora for _, lora in scored}
     assert adapters == {None, "adapter:multitask"}  # never the unfinished description-aware adapter
-    assert sorted(b.per_example["exact_match"]) == ["base", "base_3shot", "base_with_description", "multitask"]
+    assert sorted(b.per_example["exact_match"]) == [
+        "base",
+        "base_3shot",
+        "base_with_description",
+        "multitask",
+    ]

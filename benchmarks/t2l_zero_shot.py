@@ -92,6 +92,9 @@ FROM_RECON = "t2l_sft_from_recon_L"
 
 # batch: tasks per batch and examples per task of every example-trained method (identical batches);
 # lr: peak learning rate per method; recon: the reconstruction run (no task examples, it learns the oracles).
+# head_in: width of the hypernetworks' shared output heads. One head serves every (task, layer), so what it can
+# generate across them has rank <= head_in: the 92-task library's best rank-256 version scores 22.8% seen-task exact
+# match where the library scores 44.7%, rank 1024 scores 43.4% (benchmarks/t2l_library_rank.py); hence 1024.
 SIZES: dict[str, dict[str, Any]] = {
     "full": {
         "examples_per_seen_task": 200, "n_train_tasks": None, "n_seen_eval": 16, "n_held_out_eval": 8,
@@ -99,7 +102,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "batch": {"tasks_per_batch": 32, "examples_per_task": 2},
         "lr": {"oracle": 2e-3, "multitask": 1e-3, "sft": 1e-3},
         "recon": {"max_steps": 3000, "tasks_per_batch": 16, "lr": 1e-3},
-        "max_length": 128, "time_budget_s": 1800, "latent": 128, "head_in": 256,
+        "max_length": 128, "time_budget_s": 1800, "latent": 128, "head_in": 1024,
     },
     "cpu": {
         "examples_per_seen_task": 150, "n_train_tasks": None, "n_seen_eval": 8, "n_held_out_eval": 8,
@@ -107,7 +110,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "batch": {"tasks_per_batch": 8, "examples_per_task": 2},
         "lr": {"oracle": 3e-3, "multitask": 1e-3, "sft": 1e-3},
         "recon": {"max_steps": 1000, "tasks_per_batch": 16, "lr": 3e-3},
-        "max_length": 128, "time_budget_s": 36000, "latent": 128, "head_in": 256,
+        "max_length": 128, "time_budget_s": 36000, "latent": 128, "head_in": 1024,
     },
     "quick": {
         "examples_per_seen_task": 40, "n_train_tasks": 16, "n_seen_eval": 4, "n_held_out_eval": 8,
@@ -136,12 +139,15 @@ def training_steps(cfg: dict[str, Any], n_train_tasks: int) -> int:
     )
 
 
-# how the oracle LoRAs were trained: a work dir that differs only here keeps every stage but the oracles and
-# those built on them (see Bench.redo_oracles)
+# how the oracle LoRAs were trained: a work dir that differs only here (or in ``t2l_head_in``) keeps every stage but
+# the ones built on what changed (see Bench.redo_stages)
 ORACLE_FINGERPRINT = {"oracle_optimizer": "rowwise_adamw", "oracle_init": "shared_a"}
 CARRY_CKPT_MAX_BYTES = (
     16 * 2**20
 )  # multi-task LoRA checkpoints (~6 MB) travel in --carry-dir; T2L (~53 MB) do not
+# hypernetwork weights up to this size travel in --carry-dir; larger ones (the cpu size's head_in 1024 hypernets,
+# ~70 MB) are retrained by a new checkout that still needs them (reconstruction: ~10 minutes)
+CARRY_WEIGHTS_MAX_BYTES = 32 * 2**20
 
 
 def copy_atomic(src: Path, dst: Path) -> None:
@@ -254,7 +260,8 @@ class Bench:
         """What must match for a work dir's results to be continued (anything else would mix two benchmarks)."""
         return {"size": self.size, "seed": self.args.seed, "task_encoder": self.encoder,
                 "examples_per_seen_task": self.cfg["examples_per_seen_task"], "steps": self.steps,
-                "pool": self.pool, "groups": self.groups, **ORACLE_FINGERPRINT}  # fmt: skip
+                "pool": self.pool, "groups": self.groups, **ORACLE_FINGERPRINT,
+                "t2l_head_in": self.cfg["head_in"]}  # fmt: skip
 
     def save_state(self) -> None:
         """``<work-dir>/state.json``, atomically: finished stages, scores per task, partial curves."""
@@ -281,8 +288,8 @@ class Bench:
         mine = json.loads(json.dumps(self.fingerprint()))
         theirs = state.get("fingerprint", {})
         differ = sorted(k for k in mine if theirs.get(k) != mine[k])
-        if differ and set(differ) <= set(ORACLE_FINGERPRINT):
-            self.redo_oracles(state, differ)
+        if differ and set(differ) <= {*ORACLE_FINGERPRINT, "t2l_head_in"}:
+            self.redo_stages(state, differ)
         elif differ:
             print(
                 f"error: {path} belongs to another benchmark configuration (differs in {', '.join(differ)}); "
@@ -299,11 +306,19 @@ class Bench:
             f"[t2l] resuming {path}: done {sorted(self.runs)}, elapsed so far {self.prior_elapsed:.0f}s",
             flush=True,
         )
+        lost = [k for k in self.carried_weights() if not self.weights_path(k).is_file()]
+        for key in lost:  # too large to carry, and a later stage still needs them: train that stage again
+            print(f"[t2l] {key}: its hypernetwork weights are not in {self.work}, retraining it", flush=True)
+            self.forget_stage(key)
 
-    def redo_oracles(self, state: dict[str, Any], differ: list[str]) -> None:
-        """A work dir whose oracles were trained another way (``ORACLE_FINGERPRINT``): drop the oracles and the
-        stages built on them (reconstruction, SFT from it), keep every other stage's results."""
-        drop = ["oracle", "t2l_recon_L", FROM_RECON]
+    def redo_stages(self, state: dict[str, Any], differ: list[str]) -> None:
+        """A work dir whose oracles were trained another way (``ORACLE_FINGERPRINT``) or whose hypernetworks had
+        another head width: drop the stages built on what changed, keep every other stage's results."""
+        drop: list[str] = []
+        if set(differ) & set(ORACLE_FINGERPRINT):
+            drop += ["oracle", "t2l_recon_L", FROM_RECON]
+        if "t2l_head_in" in differ:
+            drop += [k for k in self.t2l_keys if k not in drop]
         for key in drop:
             state["runs"].pop(key, None)
             state.get("partial", {}).pop(key, None)
@@ -316,10 +331,17 @@ class Bench:
             self.weights_path(key).unlink(missing_ok=True)
         state["fingerprint"] = self.fingerprint()
         print(
-            f"[t2l] the oracles of {self.work} were trained differently ({', '.join(differ)}): "
+            f"[t2l] {self.work} was run with another {', '.join(differ)}: "
             f"redoing {', '.join(drop)}; the other stages' results are kept",
             flush=True,
         )
+
+    def forget_stage(self, key: str) -> None:
+        """Forget one stage's run, scores and files, so it is trained again."""
+        for table in (self.runs, self.partial, self.skipped, self.eval_seconds, *self.per_example.values()):
+            table.pop(key, None)
+        self.drop_checkpoints(key)
+        self.weights_path(key).unlink(missing_ok=True)
 
     def stage_done(self) -> None:
         """Count a finished stage; pause when ``--max-stages`` is reached."""
@@ -338,16 +360,16 @@ class Bench:
         return sorted(set(keys))
 
     def sync_carry(self) -> None:
-        """Copy what resuming needs (``state.json``, :meth:`carried_weights` and the checkpoints of unfinished
-        stages up to ``CARRY_CKPT_MAX_BYTES``; no adapter libraries) into ``--carry-dir``, atomically; what is no
-        longer needed is removed from it."""
+        """Copy what resuming needs (``state.json``, :meth:`carried_weights` up to ``CARRY_WEIGHTS_MAX_BYTES`` and
+        the checkpoints of unfinished stages up to ``CARRY_CKPT_MAX_BYTES``; no adapter libraries) into
+        ``--carry-dir``, atomically; what is no longer needed is removed from it."""
         if self.carry is None or not (self.work / "state.json").is_file():
             return
         (self.carry / "weights").mkdir(parents=True, exist_ok=True)
         keep = {f"{k}.safetensors" for k in self.carried_weights()}
         for name in sorted(keep):
             src = self.work / "weights" / name
-            if src.is_file():
+            if src.is_file() and src.stat().st_size <= CARRY_WEIGHTS_MAX_BYTES:
                 copy_atomic(src, self.carry / "weights" / name)
         for old in (self.carry / "weights").glob("*.safetensors"):
             if old.name not in keep:

@@ -204,3 +204,49 @@ def test_baselines_score_a_multitask_adapter_only_once_its_stage_finished(tmp_pa
         "base_with_description",
         "multitask",
     ]
+
+
+def test_a_run_with_another_head_width_redoes_only_the_text_to_lora_stages(tmp_path, capsys):
+    old = bench(tmp_path)
+    for key in ("oracle", "t2l_recon_L", "multitask", "t2l_sft_L"):
+        old.runs[key] = {"steps": 2, "max_steps": 2, "stopped_by": "max_steps"}
+        old.record(key, "a", [1.0], [0.5])
+    old.save_state()
+    state = json.loads((tmp_path / "state.json").read_text())
+    del state["fingerprint"]["t2l_head_in"]  # written before the head width was part of the fingerprint
+    (tmp_path / "state.json").write_text(json.dumps(state))
+
+    again = bench(tmp_path)
+    again.load_state()
+    assert sorted(again.runs) == ["multitask", "oracle"]
+    assert sorted(again.per_example["ce"]) == ["multitask", "oracle"]
+    assert "redoing t2l_recon_L, t2l_sft_L" in capsys.readouterr().out
+
+
+def test_weights_too_large_to_carry_are_retrained_by_a_new_checkout(tmp_path, monkeypatch, capsys):
+    from safetensors.torch import save_file
+
+    import t2l_zero_shot
+
+    monkeypatch.setattr(t2l_zero_shot, "CARRY_WEIGHTS_MAX_BYTES", 10)
+    first = bench(tmp_path / "work")
+    first.carry = tmp_path / "carry"
+    first.runs["oracle"] = {"steps": 2, "max_steps": 2, "stopped_by": "max_steps"}
+    first.runs["t2l_recon_L"] = {"steps": 2, "max_steps": 2, "stopped_by": "max_steps"}
+    for k in ("a", "z"):
+        first.record("t2l_recon_L", k, [1.0], [0.5])
+    first.weights_path("t2l_recon_L").parent.mkdir(parents=True)
+    save_file({"w": torch.ones(3)}, str(first.weights_path("t2l_recon_L")))  # SFT from it has not started
+    first.save_state()
+    first.sync_carry()
+    assert not list((first.carry / "weights").glob("*"))
+
+    same = bench(tmp_path / "work")  # the same checkout keeps them
+    same.load_state()
+    assert "t2l_recon_L" in same.runs
+
+    again = bench(tmp_path / "new_checkout")
+    again.carry = first.carry
+    again.load_state()
+    assert sorted(again.runs) == ["oracle"] and "t2l_recon_L" not in again.per_example["exact_match"]
+    assert "t2l_recon_L: its hypernetwork weights are not in" in capsys.readouterr().out

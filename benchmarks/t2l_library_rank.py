@@ -1,0 +1,126 @@
+"""How wide a Text-to-LoRA head must be to reconstruct an oracle library (issue 10).
+
+    python benchmarks/t2l_library_rank.py --library outputs/t2l_bench_cpu/oracle    # ~6 min on 2 CPU cores
+
+A T2L hypernetwork's ``L`` head is one linear map from a ``head_in``-wide hidden state to a module's ``[A | B]``
+factors, shared by every task and layer, so whatever it generates for ``tasks x layers`` rows has rank <= head_in
+(+1 for the bias). This script z-scores the library as reconstruction does, keeps its best rank-k version per module
+(truncated SVD of the ``(task, layer) x [A | B]`` matrix: the closest any rank-k head can get) and reports
+
+- ``captured``: share of the z-scored variance a rank-k head can hold, per module;
+- ``exact_match``: the seen-task exact match of the rank-k library, scored exactly as the fair benchmark scores
+  the oracles (``benchmarks/t2l_zero_shot.py``; all 40 test examples of its 8 seen tasks), beside the library's own
+  and the mean adapter's (k = 0).
+
+Writes ``benchmarks/results/t2l_library_rank.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lora_hyper.lora import LoRABatch, load_peft
+from lora_hyper.modules.t2l import align_adapter
+
+from common import write_result
+from t2l_zero_shot import Bench
+
+CAPTURED_KS = (32, 92, 256, 512, 1024)
+SCORED_KS = (0, 256, 512, 1024)
+
+
+def factor_rows(z: LoRABatch, module: str) -> torch.Tensor:
+    """``[tasks * layers, r * (in + out)]``: one row per (task, layer), as the L head generates them."""
+    a, b = z.A[module].float(), z.B[module].float()
+    n = a.shape[0] * a.shape[1]
+    return torch.cat([a.reshape(n, -1), b.reshape(n, -1)], dim=1)
+
+
+def rank_k(z: LoRABatch, svds: dict[str, tuple[torch.Tensor, ...]], k: int) -> LoRABatch:
+    """The library's best rank-``k`` approximation in z-space, module by module (k = 0: all zeros, the mean)."""
+    A, B = {}, {}
+    for m, (U, S, Vh) in svds.items():
+        a, b = z.A[m], z.B[m]
+        rows = (U[:, :k] * S[:k]) @ Vh[:k]
+        split = a[0, 0].numel()
+        A[m] = rows[:, :split].reshape(a.shape).to(a.dtype)
+        B[m] = rows[:, split:].reshape(b.shape).to(b.dtype)
+    return LoRABatch(z.spec, A, B, z.scale)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--library", required=True, help="the benchmark's oracle dir (<work-dir>/oracle)")
+    p.add_argument("--size", default="cpu", help="the fair benchmark's size whose tasks the library holds")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out-dir", default=None)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    library_dir = Path(args.library)
+    with tempfile.TemporaryDirectory() as work:
+        bench_args = argparse.Namespace(
+            examples_per_seen_task=None, cpu=True, time_budget=None, task_encoder="all-minilm-l6-v2",
+            work_dir=work, seed=0, max_stages=None, ckpt_every=10,
+        )  # fmt: skip
+        bench = Bench(bench_args, args.size)
+        bench.setup()
+    missing = [n for n in bench.pool if not (library_dir / n).is_dir()]
+    if missing:
+        print(
+            f"error: {library_dir} lacks oracles for {missing[:3]}...: pass the benchmark's <work-dir>/oracle.",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    module = bench.t2l_module("L", "reconstruction", 1e-3)
+    module.configure_model()
+    spec = module.hypernet.spec
+    library = LoRABatch.cat([align_adapter(load_peft(library_dir / n), spec) for n in bench.pool])
+    module.fit_zscore(library)
+    z = module.hypernet.normalize(library)
+
+    captured: dict[str, dict[str, float]] = {}
+    svds = {}
+    for m in z.A:
+        U, S, Vh = torch.linalg.svd(factor_rows(z, m), full_matrices=False)
+        svds[m] = (U, S, Vh)
+        share = (S**2).cumsum(0) / (S**2).sum()
+        captured[m] = {str(k): round(float(share[min(k, len(share)) - 1]), 4) for k in CAPTURED_KS}
+        print(f"[rank] {m}: captured " + "  ".join(f"k={k} {v}" for k, v in captured[m].items()), flush=True)
+
+    scored: dict[str, dict[str, Any]] = {}
+    conditions = [(f"rank_{k}", k) for k in SCORED_KS] + [("library", None)]
+    for label, k in conditions:
+        t0 = time.perf_counter()
+        adapters = library if k is None else module.hypernet.denormalize(rank_k(z, svds, k))
+        per_task = {}
+        for name in bench.groups["seen"]:
+            lora = adapters.select([bench.pool.index(name)])
+            em, _ = bench.score_conditions(name, [([e.prompt for e in bench.examples[name]], lora)])
+            per_task[name] = round(sum(em) / len(em), 4)
+        mean = round(sum(per_task.values()) / len(per_task), 4)
+        scored[label] = {"mean_exact_match": mean, "per_task": per_task}
+        print(
+            f"[rank] {label}: seen-task exact match {mean:.3f} ({time.perf_counter() - t0:.0f}s)", flush=True
+        )
+
+    shape = {m: list(factor_rows(z, m).shape) for m in z.A}
+    result = {
+        "library": str(library_dir), "size": args.size, "tasks": len(bench.pool), "rows_x_columns": shape,
+        "head_in_benchmark": bench.cfg["head_in"], "captured": captured, "exact_match": scored,
+        "note": "rank_k = best rank-k version of the z-scored library (truncated SVD per module), i.e. the closest "
+        "any head with head_in = k can generate; rank_0 = the mean adapter",
+    }  # fmt: skip
+    path = write_result("t2l_library_rank", result, args.out_dir)
+    print(f"[rank] wrote {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

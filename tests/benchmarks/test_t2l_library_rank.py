@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from lora_hyper.lora import LoRABatch, LoRASpec
+
 from t2l_library_rank import factor_rows, rank_k
 
 

@@ -8,6 +8,8 @@ factors, shared by every task and layer, so whatever it generates for ``tasks x 
 (truncated SVD of the ``(task, layer) x [A | B]`` matrix: the closest any rank-k head can get) and reports
 
 - ``captured``: share of the z-scored variance a rank-k head can hold, per module;
+- ``recon_l1``: the reconstruction loss (z-scored factor L1, as training logs it) of the rank-k library: about
+  the floor a reconstruction run with ``head_in = k`` can reach (L1, so not exactly: SVD minimises L2);
 - ``exact_match``: the seen-task exact match of the rank-k library, scored exactly as the fair benchmark scores
   the oracles (``benchmarks/t2l_zero_shot.py``; all 40 test examples of its 8 seen tasks), beside the library's own
   and the mean adapter's (k = 0).
@@ -27,6 +29,7 @@ from typing import Any
 import torch
 
 from lora_hyper.lora import LoRABatch, load_peft
+from lora_hyper.losses import reconstruction_l1
 from lora_hyper.modules.t2l import align_adapter
 
 from common import write_result
@@ -94,6 +97,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         captured[m] = {str(k): round(float(share[min(k, len(share)) - 1]), 4) for k in CAPTURED_KS}
         print(f"[rank] {m}: captured " + "  ".join(f"k={k} {v}" for k, v in captured[m].items()), flush=True)
 
+    recon_l1 = {
+        str(k): round(float(reconstruction_l1(rank_k(z, svds, k), z, "factors")), 4)
+        for k in (0, *CAPTURED_KS)
+    }
+    print(f"[rank] reconstruction L1 of the rank-k library: {recon_l1}", flush=True)
+
     scored: dict[str, dict[str, Any]] = {}
     conditions = [(f"rank_{k}", k) for k in SCORED_KS] + [("library", None)]
     for label, k in conditions:
@@ -113,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     shape = {m: list(factor_rows(z, m).shape) for m in z.A}
     result = {
         "library": str(library_dir), "size": args.size, "tasks": len(bench.pool), "rows_x_columns": shape,
-        "head_in_benchmark": bench.cfg["head_in"], "captured": captured, "exact_match": scored,
+        "head_in_benchmark": bench.cfg["head_in"], "captured": captured, "recon_l1": recon_l1, "exact_match": scored,
         "note": "rank_k = best rank-k version of the z-scored library (truncated SVD per module), i.e. the closest "
         "any head with head_in = k can generate; rank_0 = the mean adapter",
     }  # fmt: skip

@@ -109,7 +109,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "test_examples_per_task": None, "n_descriptions": 2, "sft_heads": ["L"], "sft_from_recon": True,
         "batch": {"tasks_per_batch": 8, "examples_per_task": 2},
         "lr": {"oracle": 3e-3, "multitask": 1e-3, "sft": 1e-3},
-        "recon": {"max_steps": 1000, "tasks_per_batch": 16, "lr": 3e-3},
+        "recon": {"max_steps": 2000, "tasks_per_batch": 16, "lr": 3e-3},
         "max_length": 128, "time_budget_s": 36000, "latent": 128, "head_in": 1024,
     },
     "quick": {
@@ -139,8 +139,8 @@ def training_steps(cfg: dict[str, Any], n_train_tasks: int) -> int:
     )
 
 
-# how the oracle LoRAs were trained: a work dir that differs only here (or in ``t2l_head_in``) keeps every stage but
-# the ones built on what changed (see Bench.redo_stages)
+# how the oracle LoRAs were trained: a work dir that differs only here (or in ``t2l_head_in``, ``t2l_recon``) keeps
+# every stage but the ones built on what changed (see Bench.redo_stages)
 ORACLE_FINGERPRINT = {"oracle_optimizer": "rowwise_adamw", "oracle_init": "shared_a"}
 CARRY_CKPT_MAX_BYTES = (
     16 * 2**20
@@ -261,7 +261,7 @@ class Bench:
         return {"size": self.size, "seed": self.args.seed, "task_encoder": self.encoder,
                 "examples_per_seen_task": self.cfg["examples_per_seen_task"], "steps": self.steps,
                 "pool": self.pool, "groups": self.groups, **ORACLE_FINGERPRINT,
-                "t2l_head_in": self.cfg["head_in"]}  # fmt: skip
+                "t2l_head_in": self.cfg["head_in"], "t2l_recon": self.cfg["recon"]}  # fmt: skip
 
     def save_state(self) -> None:
         """``<work-dir>/state.json``, atomically: finished stages, scores per task, partial curves."""
@@ -288,7 +288,7 @@ class Bench:
         mine = json.loads(json.dumps(self.fingerprint()))
         theirs = state.get("fingerprint", {})
         differ = sorted(k for k in mine if theirs.get(k) != mine[k])
-        if differ and set(differ) <= {*ORACLE_FINGERPRINT, "t2l_head_in"}:
+        if differ and set(differ) <= {*ORACLE_FINGERPRINT, "t2l_head_in", "t2l_recon"}:
             self.redo_stages(state, differ)
         elif differ:
             print(
@@ -312,11 +312,14 @@ class Bench:
             self.forget_stage(key)
 
     def redo_stages(self, state: dict[str, Any], differ: list[str]) -> None:
-        """A work dir whose oracles were trained another way (``ORACLE_FINGERPRINT``) or whose hypernetworks had
-        another head width: drop the stages built on what changed, keep every other stage's results."""
+        """A work dir whose oracles were trained another way (``ORACLE_FINGERPRINT``), whose hypernetworks had
+        another head width or whose reconstruction run another schedule: drop the stages built on what changed,
+        keep every other stage's results."""
         drop: list[str] = []
         if set(differ) & set(ORACLE_FINGERPRINT):
             drop += ["oracle", "t2l_recon_L", FROM_RECON]
+        if "t2l_recon" in differ:
+            drop += [k for k in ("t2l_recon_L", FROM_RECON) if k not in drop]
         if "t2l_head_in" in differ:
             drop += [k for k in self.t2l_keys if k not in drop]
         for key in drop:

@@ -250,3 +250,18 @@ def test_weights_too_large_to_carry_are_retrained_by_a_new_checkout(tmp_path, mo
     again.load_state()
     assert sorted(again.runs) == ["oracle"] and "t2l_recon_L" not in again.per_example["exact_match"]
     assert "t2l_recon_L: its hypernetwork weights are not in" in capsys.readouterr().out
+
+
+def test_another_reconstruction_schedule_redoes_reconstruction_and_sft_from_it(tmp_path):
+    old = bench(tmp_path)
+    for key in ("oracle", "t2l_recon_L", "t2l_sft_L", "t2l_sft_from_recon_L"):
+        old.runs[key] = {"steps": 2, "max_steps": 2, "stopped_by": "max_steps"}
+        for task in ("a", "z"):  # scored: their weights are not needed any more
+            old.record(key, task, [1.0], [0.5])
+    old.save_state()
+    state = json.loads((tmp_path / "state.json").read_text())
+    state["fingerprint"]["t2l_recon"]["max_steps"] += 1
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    again = bench(tmp_path)
+    again.load_state()
+    assert sorted(again.runs) == ["oracle", "t2l_sft_L"]

@@ -14,6 +14,12 @@ factors, shared by every task and layer, so whatever it generates for ``tasks x 
   the oracles (``benchmarks/t2l_zero_shot.py``; all 40 test examples of its 8 seen tasks), beside the library's own
   and the mean adapter's (k = 0).
 
+With ``--weights`` (a reconstruction hypernetwork the benchmark trained on this library, e.g.
+``<work-dir>/weights/t2l_recon_L.safetensors``) it also reports, per module, the share of the z-scored library that
+hypernetwork generates (``captured_trained``, from one training description per task) and the share the best
+linear head on its own trunk's features would (``captured_best_head``, least squares): the first below the second
+means the head is under-trained, the second below ``captured`` at ``head_in`` means the trunk's features are.
+
 Writes ``benchmarks/results/t2l_library_rank.json``.
 """
 
@@ -58,10 +64,35 @@ def rank_k(z: LoRABatch, svds: dict[str, tuple[torch.Tensor, ...]], k: int) -> L
     return LoRABatch(z.spec, A, B, z.scale)
 
 
+@torch.no_grad()
+def hypernet_capture(module: Any, bench: Bench, z: LoRABatch, weights: Path) -> dict[str, Any]:
+    """Share of the z-scored library a trained reconstruction hypernetwork generates, and the best head's share."""
+    from safetensors.torch import load_file
+
+    hypernet = module.hypernet
+    hypernet.load_state_dict(load_file(str(weights)))
+    hypernet.eval()
+    emb = module.embed([next(iter(bench.corpus.tasks[n].train_descriptions)) for n in bench.pool])
+    out: dict[str, Any] = {"weights": str(weights), "captured_trained": {}, "captured_best_head": {}}
+    generated = hypernet.raw(emb)
+    for m in z.A:
+        target = factor_rows(z, m)
+        energy = target.pow(2).sum()
+        feats = hypernet.head_features(emb, m)
+        feats = torch.cat([feats, torch.ones(len(feats), 1)], dim=1)  # the head's bias
+        best = feats @ torch.linalg.lstsq(feats, target).solution
+        own = factor_rows(generated, m)
+        out["captured_trained"][m] = round(float(1 - (own - target).pow(2).sum() / energy), 4)
+        out["captured_best_head"][m] = round(float(1 - (best - target).pow(2).sum() / energy), 4)
+    print(f"[rank] trained hypernetwork: {out}", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--library", required=True, help="the benchmark's oracle dir (<work-dir>/oracle)")
     p.add_argument("--size", default="cpu", help="the fair benchmark's size whose tasks the library holds")
+    p.add_argument("--weights", default=None, help="a reconstruction hypernetwork trained on this library")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", default=None)
     args = p.parse_args(argv)
@@ -103,6 +134,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     print(f"[rank] reconstruction L1 of the rank-k library: {recon_l1}", flush=True)
 
+    trained = None if args.weights is None else hypernet_capture(module, bench, z, Path(args.weights))
+
     scored: dict[str, dict[str, Any]] = {}
     conditions = [(f"rank_{k}", k) for k in SCORED_KS] + [("library", None)]
     for label, k in conditions:
@@ -122,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     shape = {m: list(factor_rows(z, m).shape) for m in z.A}
     result = {
         "library": str(library_dir), "size": args.size, "tasks": len(bench.pool), "rows_x_columns": shape,
-        "head_in_benchmark": bench.cfg["head_in"], "captured": captured, "recon_l1": recon_l1, "exact_match": scored,
+        "head_in_benchmark": bench.cfg["head_in"], "captured": captured, "recon_l1": recon_l1, "exact_match": scored, "hypernet": trained,
         "note": "rank_k = best rank-k version of the z-scored library (truncated SVD per module), i.e. the closest "
         "any head with head_in = k can generate; rank_0 = the mean adapter",
     }  # fmt: skip

@@ -172,6 +172,29 @@ class TextToLoRAHypernet(nn.Module):
             raise ValueError(f"Unknown module type {module!r}: this hypernetwork generates {self.targets}.")
         return self.targets.index(module)
 
+    def trunk(self, task_embeddings: Tensor, module_index: int) -> Tensor:
+        """The shared trunk's state for every (sample, layer) of one module type: ``[b * L, latent]``."""
+        b, L = task_embeddings.shape[0], self.spec.n_layers
+        bias = self.head_bias[_key(self.targets[module_index])]
+        dev = bias.device
+        task = self.task_proj(task_embeddings.to(dev, bias.dtype))  # [b, latent/2]
+        depth = self.depth_norm(self.depth_emb(torch.arange(L, device=dev)))  # [L, latent/4]
+        mtype = self.type_norm(self.type_emb(torch.tensor([module_index], device=dev)))  # [1, latent/4]
+        x = torch.cat(
+            [task[:, None].expand(b, L, -1), depth[None].expand(b, L, -1), mtype[None].expand(b, L, -1)],
+            dim=-1,
+        ).reshape(b * L, -1)
+        return self.block1(self.mixer(x))
+
+    def head_features(self, task_embeddings: Tensor, module: str) -> Tensor:
+        """What the ``L`` head reads for every (sample, layer): ``[b * L, head_in]``. The head's output over many
+        tasks and layers has rank <= ``head_in`` (``benchmarks/t2l_library_rank.py`` measures what that costs)."""
+        if self.config.head_size != "L":
+            raise ValueError(
+                f"head_features is defined for head_size 'L', this hypernetwork has {self.config.head_size!r}."
+            )
+        return self.out_proj(self.block2(self.trunk(task_embeddings, self._module_index(module))))
+
     def generate_module(self, task_embeddings: Tensor, module: str) -> tuple[Tensor, Tensor]:
         """Raw head outputs for one module type: ``A [b, L, r, in]``, ``B [b, L, out, r]`` (one pass)."""
         t = self._module_index(module)
@@ -182,15 +205,7 @@ class TextToLoRAHypernet(nn.Module):
         spec, r = self.spec, self.spec.rank
         b, L = task_embeddings.shape[0], spec.n_layers
         d_in, d_out = spec.shapes[module]
-        dev = self.head_bias[_key(module)].device
-        task = self.task_proj(task_embeddings.to(dev, self.head_bias[_key(module)].dtype))  # [b, latent/2]
-        depth = self.depth_norm(self.depth_emb(torch.arange(L, device=dev)))  # [L, latent/4]
-        mtype = self.type_norm(self.type_emb(torch.tensor([t], device=dev)))  # [1, latent/4]
-        x = torch.cat(
-            [task[:, None].expand(b, L, -1), depth[None].expand(b, L, -1), mtype[None].expand(b, L, -1)],
-            dim=-1,
-        ).reshape(b * L, -1)
-        h = self.block1(self.mixer(x))
+        h = self.trunk(task_embeddings, t)
         head, bias = self.heads[_key(module)], self.head_bias[_key(module)]
         size, mult = self.config.head_size, self.config.resolved_head_multiplier
         if size == "L":

@@ -69,6 +69,25 @@ def _perturb(hypernet, seed=0):
     return hypernet
 
 
+def test_head_features_are_what_the_l_head_reads(tiny_llama):
+    from lora_hyper.hypernets.t2l import _key
+
+    spec = _spec(tiny_llama[0])
+    hypernet = _perturb(_hypernet(spec, "L")).eval()
+    emb = torch.randn(3, 16)
+    raw = hypernet.raw(emb)
+    r, mult = spec.rank, hypernet.config.resolved_head_multiplier
+    for m in spec.target_modules:
+        feats = hypernet.head_features(emb, m)
+        assert feats.shape == (3 * spec.n_layers, 24)
+        out = mult * hypernet.heads[_key(m)](feats) + hypernet.head_bias[_key(m)]
+        d_in, d_out = spec.shapes[m]
+        torch.testing.assert_close(out[:, : r * d_in].reshape(raw.A[m].shape), raw.A[m])
+        torch.testing.assert_close(out[:, r * d_in :].reshape(raw.B[m].shape), raw.B[m])
+    with pytest.raises(ValueError, match="head_size 'L'"):
+        _hypernet(spec, "M").head_features(emb, "q_proj")
+
+
 @pytest.mark.parametrize("head_size", ["L", "M", "S"])
 def test_init_is_a_fresh_lora(tiny_llama, head_size):
     spec = _spec(tiny_llama[0])

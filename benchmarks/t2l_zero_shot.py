@@ -371,9 +371,11 @@ class Bench:
         (self.carry / "weights").mkdir(parents=True, exist_ok=True)
         keep = {f"{k}.safetensors" for k in self.carried_weights()}
         for name in sorted(keep):
-            src = self.work / "weights" / name
+            src, dst = self.work / "weights" / name, self.carry / "weights" / name
             if src.is_file() and src.stat().st_size <= CARRY_WEIGHTS_MAX_BYTES:
-                copy_atomic(src, self.carry / "weights" / name)
+                copy_atomic(src, dst)
+            elif src.is_file():  # too large to carry: a stale smaller copy must not stand in for it
+                dst.unlink(missing_ok=True)
         for old in (self.carry / "weights").glob("*.safetensors"):
             if old.name not in keep:
                 old.unlink()

@@ -228,7 +228,7 @@ def test_weights_too_large_to_carry_are_retrained_by_a_new_checkout(tmp_path, mo
 
     import t2l_zero_shot
 
-    monkeypatch.setattr(t2l_zero_shot, "CARRY_WEIGHTS_MAX_BYTES", 10)
+    monkeypatch.setattr(t2l_zero_shot, "CARRY_WEIGHTS_MAX_BYTES", 10**6)
     first = bench(tmp_path / "work")
     first.carry = tmp_path / "carry"
     first.runs["oracle"] = {"steps": 2, "max_steps": 2, "stopped_by": "max_steps"}
@@ -238,6 +238,9 @@ def test_weights_too_large_to_carry_are_retrained_by_a_new_checkout(tmp_path, mo
     first.weights_path("t2l_recon_L").parent.mkdir(parents=True)
     save_file({"w": torch.ones(3)}, str(first.weights_path("t2l_recon_L")))  # SFT from it has not started
     first.save_state()
+    first.sync_carry()
+    assert [p.name for p in (first.carry / "weights").glob("*")] == ["t2l_recon_L.safetensors"]
+    monkeypatch.setattr(t2l_zero_shot, "CARRY_WEIGHTS_MAX_BYTES", 10)  # retrained larger: the old copy goes
     first.sync_carry()
     assert not list((first.carry / "weights").glob("*"))
 

@@ -70,8 +70,16 @@ def hypernet_capture(module: Any, bench: Bench, z: LoRABatch, weights: Path) -> 
     from safetensors.torch import load_file
 
     hypernet = module.hypernet
+    fitted = {k: v.clone() for k, v in hypernet.state_dict().items() if k.startswith("z")}
     hypernet.load_state_dict(load_file(str(weights)))
     hypernet.eval()
+    own = hypernet.state_dict()
+    if not all(torch.allclose(own[k].float(), v, rtol=1e-2, atol=1e-6) for k, v in fitted.items()):
+        print(
+            f"error: {weights} was trained on another library than --library (its z-score statistics differ).",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     emb = module.embed([next(iter(bench.corpus.tasks[n].train_descriptions)) for n in bench.pool])
     out: dict[str, Any] = {"weights": str(weights), "captured_trained": {}, "captured_best_head": {}}
     generated = hypernet.raw(emb)

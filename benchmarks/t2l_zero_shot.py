@@ -145,9 +145,25 @@ ORACLE_FINGERPRINT = {"oracle_optimizer": "rowwise_adamw", "oracle_init": "share
 CARRY_CKPT_MAX_BYTES = (
     16 * 2**20
 )  # multi-task LoRA checkpoints (~6 MB) travel in --carry-dir; T2L (~53 MB) do not
-# hypernetwork weights up to this size travel in --carry-dir; larger ones (the cpu size's head_in 1024 hypernets,
-# ~70 MB) are retrained by a new checkout that still needs them (reconstruction: ~10 minutes)
-CARRY_WEIGHTS_MAX_BYTES = 32 * 2**20
+# hypernetwork weights travel in --carry-dir in bf16 up to this size (the cpu size's head_in 1024 hypernets: ~35 MB;
+# the reconstruction's must travel: retraining it in a new checkout would mean retraining the oracle library first);
+# larger ones are retrained by a new checkout that still needs them
+CARRY_WEIGHTS_MAX_BYTES = 40 * 2**20
+
+
+def carry_weights(src: Path, dst: Path) -> bool:
+    """A bf16 copy of the weights file ``src`` at ``dst`` (atomic); False, and no file, if it exceeds the limit."""
+    from safetensors.torch import load_file, save_file
+
+    state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(str(src)).items()}
+    if sum(v.numel() * v.element_size() for v in state.values()) > CARRY_WEIGHTS_MAX_BYTES:
+        dst.unlink(missing_ok=True)  # a stale smaller copy must not stand in for it
+        return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    save_file(state, str(tmp))
+    os.replace(tmp, dst)
+    return True
 
 
 def copy_atomic(src: Path, dst: Path) -> None:
@@ -302,14 +318,14 @@ class Bench:
         self.skipped, self.eval_seconds = state["skipped"], state["eval_seconds"]
         self.eval_wall, self.answers_done = state["eval_wall"], state["answers_done"]
         self.prior_elapsed = float(state["elapsed_s"])
-        print(
-            f"[t2l] resuming {path}: done {sorted(self.runs)}, elapsed so far {self.prior_elapsed:.0f}s",
-            flush=True,
-        )
         lost = [k for k in self.carried_weights() if not self.weights_path(k).is_file()]
         for key in lost:  # too large to carry, and a later stage still needs them: train that stage again
             print(f"[t2l] {key}: its hypernetwork weights are not in {self.work}, retraining it", flush=True)
             self.forget_stage(key)
+        print(
+            f"[t2l] resuming {path}: done {sorted(self.runs)}, elapsed so far {self.prior_elapsed:.0f}s",
+            flush=True,
+        )
 
     def redo_stages(self, state: dict[str, Any], differ: list[str]) -> None:
         """A work dir whose oracles were trained another way (``ORACLE_FINGERPRINT``), whose hypernetworks had
@@ -332,6 +348,8 @@ class Bench:
             shutil.rmtree(self.work / key, ignore_errors=True)
             self.drop_checkpoints(key)
             self.weights_path(key).unlink(missing_ok=True)
+        if set(drop) & set(self.t2l_keys):
+            state["costs"] = {}  # measured on a T2L hypernetwork of the old configuration
         state["fingerprint"] = self.fingerprint()
         print(
             f"[t2l] {self.work} was run with another {', '.join(differ)}: "
@@ -363,19 +381,16 @@ class Bench:
         return sorted(set(keys))
 
     def sync_carry(self) -> None:
-        """Copy what resuming needs (``state.json``, :meth:`carried_weights` up to ``CARRY_WEIGHTS_MAX_BYTES`` and
-        the checkpoints of unfinished stages up to ``CARRY_CKPT_MAX_BYTES``; no adapter libraries) into
+        """Copy what resuming needs (``state.json``, :meth:`carried_weights` in bf16 up to ``CARRY_WEIGHTS_MAX_BYTES``
+        and the checkpoints of unfinished stages up to ``CARRY_CKPT_MAX_BYTES``; no adapter libraries) into
         ``--carry-dir``, atomically; what is no longer needed is removed from it."""
         if self.carry is None or not (self.work / "state.json").is_file():
             return
         (self.carry / "weights").mkdir(parents=True, exist_ok=True)
         keep = {f"{k}.safetensors" for k in self.carried_weights()}
         for name in sorted(keep):
-            src, dst = self.work / "weights" / name, self.carry / "weights" / name
-            if src.is_file() and src.stat().st_size <= CARRY_WEIGHTS_MAX_BYTES:
-                copy_atomic(src, dst)
-            elif src.is_file():  # too large to carry: a stale smaller copy must not stand in for it
-                dst.unlink(missing_ok=True)
+            if (self.work / "weights" / name).is_file():
+                carry_weights(self.work / "weights" / name, self.carry / "weights" / name)
         for old in (self.carry / "weights").glob("*.safetensors"):
             if old.name not in keep:
                 old.unlink()
@@ -714,7 +729,12 @@ class Bench:
         """Copy the reconstruction hypernetwork into a fresh SFT module (False, with a note, if shapes differ)."""
         module.configure_model()
         own = module.hypernet.state_dict()
-        state = self.recon_state or {}
+        # rounded through bf16, as carried: SFT from reconstruction starts from the same weights whether the run
+        # continues in this work dir, in a new process, or from --carry-dir in a new checkout
+        state = {
+            k: v.to(torch.bfloat16).float() if v.is_floating_point() else v
+            for k, v in (self.recon_state or {}).items()
+        }
         mismatch = sorted(set(own) ^ set(state)) + [
             k for k in own if k in state and own[k].shape != state[k].shape
         ]

@@ -211,6 +211,7 @@ def test_a_run_with_another_head_width_redoes_only_the_text_to_lora_stages(tmp_p
     for key in ("oracle", "t2l_recon_L", "multitask", "t2l_sft_L"):
         old.runs[key] = {"steps": 2, "max_steps": 2, "stopped_by": "max_steps"}
         old.record(key, "a", [1.0], [0.5])
+    old.costs = {"adapter": {"hypernet_params": 1}}  # measured on the old hypernetwork
     old.save_state()
     state = json.loads((tmp_path / "state.json").read_text())
     del state["fingerprint"]["t2l_head_in"]  # written before the head width was part of the fingerprint
@@ -220,11 +221,12 @@ def test_a_run_with_another_head_width_redoes_only_the_text_to_lora_stages(tmp_p
     again.load_state()
     assert sorted(again.runs) == ["multitask", "oracle"]
     assert sorted(again.per_example["ce"]) == ["multitask", "oracle"]
-    assert "redoing t2l_recon_L, t2l_sft_L" in capsys.readouterr().out
+    assert again.costs == {}
+    assert "redoing t2l_recon_L, t2l_sft_L, t2l_sft_from_recon_L; the other" in capsys.readouterr().out
 
 
 def test_weights_too_large_to_carry_are_retrained_by_a_new_checkout(tmp_path, monkeypatch, capsys):
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
 
     import t2l_zero_shot
 
@@ -239,8 +241,9 @@ def test_weights_too_large_to_carry_are_retrained_by_a_new_checkout(tmp_path, mo
     save_file({"w": torch.ones(3)}, str(first.weights_path("t2l_recon_L")))  # SFT from it has not started
     first.save_state()
     first.sync_carry()
-    assert [p.name for p in (first.carry / "weights").glob("*")] == ["t2l_recon_L.safetensors"]
-    monkeypatch.setattr(t2l_zero_shot, "CARRY_WEIGHTS_MAX_BYTES", 10)  # retrained larger: the old copy goes
+    carried = load_file(str(first.carry / "weights" / "t2l_recon_L.safetensors"))
+    assert carried["w"].dtype == torch.bfloat16  # weights travel in bf16
+    monkeypatch.setattr(t2l_zero_shot, "CARRY_WEIGHTS_MAX_BYTES", 4)  # retrained larger: the old copy goes
     first.sync_carry()
     assert not list((first.carry / "weights").glob("*"))
 
@@ -268,3 +271,18 @@ def test_another_reconstruction_schedule_redoes_reconstruction_and_sft_from_it(t
     again = bench(tmp_path)
     again.load_state()
     assert sorted(again.runs) == ["oracle", "t2l_sft_L"]
+
+
+def test_sft_from_reconstruction_starts_alike_in_place_and_from_the_bf16_carry(tmp_path):
+    import types
+
+    module = types.SimpleNamespace(configure_model=lambda: None, hypernet=torch.nn.Linear(3, 2))
+    b = bench(tmp_path)
+    trained = {k: torch.randn(v.shape) for k, v in module.hypernet.state_dict().items()}
+    b.recon_state = trained  # just trained, in this process
+    assert b.load_recon("t2l_sft_from_recon_L", module)
+    in_place = {k: v.clone() for k, v in module.hypernet.state_dict().items()}
+    b.recon_state = {k: v.to(torch.bfloat16) for k, v in trained.items()}  # as carried to a new checkout
+    assert b.load_recon("t2l_sft_from_recon_L", module)
+    for k, v in module.hypernet.state_dict().items():
+        assert torch.equal(v, in_place[k]) and v.dtype == torch.float32

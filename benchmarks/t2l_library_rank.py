@@ -1,6 +1,8 @@
 """How wide a Text-to-LoRA head must be to reconstruct an oracle library (issue 10).
 
-    python benchmarks/t2l_library_rank.py --library outputs/t2l_bench_cpu/oracle    # ~6 min on 2 CPU cores
+    python benchmarks/t2l_library_rank.py --library outputs/t2l_bench_cpu/oracle    # ~3 min on 2 CPU cores
+    python benchmarks/t2l_library_rank.py --library outputs/t2l_bench_cpu/oracle \
+        --weights outputs/t2l_bench_cpu/weights/t2l_recon_L.safetensors         # + a trained reconstruction
 
 A T2L hypernetwork's ``L`` head is one linear map from a ``head_in``-wide hidden state to a module's ``[A | B]``
 factors, shared by every task and layer, so whatever it generates for ``tasks x layers`` rows has rank <= head_in

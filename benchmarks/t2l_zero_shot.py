@@ -304,9 +304,7 @@ class Bench:
         mine = json.loads(json.dumps(self.fingerprint()))
         theirs = state.get("fingerprint", {})
         differ = sorted(k for k in mine if theirs.get(k) != mine[k])
-        if differ and set(differ) <= {*ORACLE_FINGERPRINT, "t2l_head_in", "t2l_recon"}:
-            self.redo_stages(state, differ)
-        elif differ:
+        if differ and not set(differ) <= {*ORACLE_FINGERPRINT, "t2l_head_in", "t2l_recon"}:
             print(
                 f"error: {path} belongs to another benchmark configuration (differs in {', '.join(differ)}); "
                 "use another --work-dir or the same options as the run that wrote it.",
@@ -318,6 +316,8 @@ class Bench:
         self.skipped, self.eval_seconds = state["skipped"], state["eval_seconds"]
         self.eval_wall, self.answers_done = state["eval_wall"], state["answers_done"]
         self.prior_elapsed = float(state["elapsed_s"])
+        if differ:
+            self.redo_stages(differ)
         lost = [k for k in self.carried_weights() if not self.weights_path(k).is_file()]
         for key in lost:  # too large to carry, and a later stage still needs them: train that stage again
             print(f"[t2l] {key}: its hypernetwork weights are not in {self.work}, retraining it", flush=True)
@@ -327,7 +327,7 @@ class Bench:
             flush=True,
         )
 
-    def redo_stages(self, state: dict[str, Any], differ: list[str]) -> None:
+    def redo_stages(self, differ: list[str]) -> None:
         """A work dir whose oracles were trained another way (``ORACLE_FINGERPRINT``), whose hypernetworks had
         another head width or whose reconstruction run another schedule: drop the stages built on what changed,
         keep every other stage's results."""
@@ -339,18 +339,9 @@ class Bench:
         if "t2l_head_in" in differ:
             drop += [k for k in self.t2l_keys if k not in drop]
         for key in drop:
-            state["runs"].pop(key, None)
-            state.get("partial", {}).pop(key, None)
-            state["skipped"].pop(key, None)
-            state["eval_seconds"].pop(key, None)
-            for scores in state["per_example"].values():
-                scores.pop(key, None)
-            shutil.rmtree(self.work / key, ignore_errors=True)
-            self.drop_checkpoints(key)
-            self.weights_path(key).unlink(missing_ok=True)
+            self.forget_stage(key)
         if set(drop) & set(self.t2l_keys):
-            state["costs"] = {}  # measured on a T2L hypernetwork of the old configuration
-        state["fingerprint"] = self.fingerprint()
+            self.costs = {}  # measured on a T2L hypernetwork of the old configuration
         print(
             f"[t2l] {self.work} was run with another {', '.join(differ)}: "
             f"redoing {', '.join(drop)}; the other stages' results are kept",
@@ -361,6 +352,7 @@ class Bench:
         """Forget one stage's run, scores and files, so it is trained again."""
         for table in (self.runs, self.partial, self.skipped, self.eval_seconds, *self.per_example.values()):
             table.pop(key, None)
+        shutil.rmtree(self.work / key, ignore_errors=True)
         self.drop_checkpoints(key)
         self.weights_path(key).unlink(missing_ok=True)
 

@@ -103,15 +103,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--library", required=True, help="the benchmark's oracle dir (<work-dir>/oracle)")
     p.add_argument("--size", default="cpu", help="the fair benchmark's size whose tasks the library holds")
     p.add_argument("--weights", default=None, help="a reconstruction hypernetwork trained on this library")
+    p.add_argument(
+        "--latent",
+        type=int,
+        default=None,
+        help="trunk width of --weights (default: the size's); own JSON name",
+    )
+    p.add_argument(
+        "--capture-only",
+        action="store_true",
+        help="with --weights: skip the rank-k exact-match scoring (~3 min)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", default=None)
     args = p.parse_args(argv)
+    if args.capture_only and not args.weights:
+        p.error("--capture-only needs --weights (it only measures what a trained hypernetwork captures)")
     torch.set_num_threads(args.threads)
     library_dir = Path(args.library)
     with tempfile.TemporaryDirectory() as work:
         bench_args = argparse.Namespace(
             examples_per_seen_task=None, cpu=True, time_budget=None, task_encoder="all-minilm-l6-v2",
-            work_dir=work, seed=0, max_stages=None, ckpt_every=10,
+            work_dir=work, seed=0, max_stages=None, ckpt_every=10, latent=args.latent,
         )  # fmt: skip
         bench = Bench(bench_args, args.size)
         bench.setup()
@@ -147,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     trained = None if args.weights is None else hypernet_capture(module, bench, z, Path(args.weights))
 
     scored: dict[str, dict[str, Any]] = {}
-    conditions = [(f"rank_{k}", k) for k in SCORED_KS] + [("library", None)]
+    conditions = [] if args.capture_only else [(f"rank_{k}", k) for k in SCORED_KS] + [("library", None)]
     for label, k in conditions:
         t0 = time.perf_counter()
         adapters = library if k is None else module.hypernet.denormalize(rank_k(z, svds, k))
@@ -165,11 +178,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     shape = {m: list(factor_rows(z, m).shape) for m in z.A}
     result = {
         "library": str(library_dir), "size": args.size, "tasks": len(bench.pool), "rows_x_columns": shape,
-        "head_in_benchmark": bench.cfg["head_in"], "captured": captured, "recon_l1": recon_l1, "exact_match": scored, "hypernet": trained,
+        "head_in_benchmark": bench.cfg["head_in"], "latent": bench.cfg["latent"], "captured": captured, "recon_l1": recon_l1, "exact_match": scored, "hypernet": trained,
         "note": "rank_k = best rank-k version of the z-scored library (truncated SVD per module), i.e. the closest "
         "any head with head_in = k can generate; rank_0 = the mean adapter",
     }  # fmt: skip
-    path = write_result("t2l_library_rank", result, args.out_dir)
+    name = "t2l_library_rank" + ("" if args.latent is None else f"_latent{args.latent}")
+    path = write_result(name, result, args.out_dir)
     print(f"[rank] wrote {path}")
     return result
 

@@ -6,6 +6,10 @@
     python benchmarks/t2l_zero_shot.py --smoke --out-dir /tmp/t2l_smoke   # the same code path, tiny, on CPU
     python benchmarks/t2l_zero_shot.py --cpu-long --work-dir outputs/t2l_bench_cpu --time-budget 5400
         # resumable: rerun the same command to continue where the last one stopped (see "Resuming" below)
+    cp -r outputs/t2l_bench_cpu/{state.json,oracle} outputs/t2l_probe/   # a hypernetwork variant of a finished run:
+    python benchmarks/t2l_zero_shot.py --cpu-long --work-dir outputs/t2l_probe --latent 512 --recon-steps 4000 \
+        --max-stages 1   # redoes only the T2L stages (here: reconstruction), keeps the baselines' scores;
+                         # writes t2l_zero_shot_cpu_latent512_recon4000.json
 
 Built-in task corpus, SmolLM2-135M-Instruct, one process, lightning Trainers. Every method that trains on task
 examples (per-task oracle LoRAs, a bare multi-task LoRA, a description-aware multi-task LoRA, Text-to-LoRA by SFT)
@@ -139,9 +143,11 @@ def training_steps(cfg: dict[str, Any], n_train_tasks: int) -> int:
     )
 
 
-# how the oracle LoRAs were trained: a work dir that differs only here (or in ``t2l_head_in``, ``t2l_recon``) keeps
+# how the oracle LoRAs were trained: a work dir that differs only here (or in ``T2L_FINGERPRINT``) keeps
 # every stage but the ones built on what changed (see Bench.redo_stages)
 ORACLE_FINGERPRINT = {"oracle_optimizer": "rowwise_adamw", "oracle_init": "shared_a"}
+# the hypernetworks' configuration: a work dir that differs only here redoes its Text-to-LoRA stages
+T2L_FINGERPRINT = ("t2l_head_in", "t2l_latent", "t2l_recon")
 CARRY_CKPT_MAX_BYTES = (
     16 * 2**20
 )  # multi-task LoRA checkpoints (~6 MB) travel in --carry-dir; T2L (~53 MB) do not
@@ -237,6 +243,14 @@ class Bench:
         self.args, self.size, self.cfg = args, size, copy.deepcopy(SIZES[size])
         if args.examples_per_seen_task is not None:
             self.cfg["examples_per_seen_task"] = int(args.examples_per_seen_task)
+        # hypernetwork variants: their own result file, so they never overwrite the size's own
+        variant = ""
+        if getattr(args, "latent", None) is not None:
+            self.cfg["latent"] = int(args.latent)
+            variant += f"_latent{args.latent}"
+        if getattr(args, "recon_steps", None) is not None:
+            self.cfg["recon"]["max_steps"] = int(args.recon_steps)
+            variant += f"_recon{args.recon_steps}"
         self.t_start = time.perf_counter()
         self.prior_elapsed = 0.0  # wall time of earlier invocations of a resumed run
         self.persistent = args.work_dir is not None
@@ -249,7 +263,7 @@ class Bench:
         self.work = Path(args.work_dir or tempfile.mkdtemp(prefix="t2l_bench_"))
         carry = getattr(args, "carry_dir", None)
         self.carry = Path(carry) if carry else None
-        self.name = "t2l_zero_shot" + ("" if size == "full" else f"_{size}")
+        self.name = "t2l_zero_shot" + ("" if size == "full" else f"_{size}") + variant
         self.t2l_keys = (
             ["t2l_recon_L"]
             + [f"t2l_sft_{h}" for h in self.cfg["sft_heads"]]
@@ -277,7 +291,8 @@ class Bench:
         return {"size": self.size, "seed": self.args.seed, "task_encoder": self.encoder,
                 "examples_per_seen_task": self.cfg["examples_per_seen_task"], "steps": self.steps,
                 "pool": self.pool, "groups": self.groups, **ORACLE_FINGERPRINT,
-                "t2l_head_in": self.cfg["head_in"], "t2l_recon": self.cfg["recon"]}  # fmt: skip
+                "t2l_head_in": self.cfg["head_in"], "t2l_latent": self.cfg["latent"],
+                "t2l_recon": self.cfg["recon"]}  # fmt: skip
 
     def save_state(self) -> None:
         """``<work-dir>/state.json``, atomically: finished stages, scores per task, partial curves."""
@@ -302,9 +317,10 @@ class Bench:
             return
         state = json.loads(path.read_text())
         mine = json.loads(json.dumps(self.fingerprint()))
-        theirs = state.get("fingerprint", {})
+        # a state written before the trunk width could be chosen ran at the size's own
+        theirs = {"t2l_latent": SIZES[self.size]["latent"], **state.get("fingerprint", {})}
         differ = sorted(k for k in mine if theirs.get(k) != mine[k])
-        if differ and not set(differ) <= {*ORACLE_FINGERPRINT, "t2l_head_in", "t2l_recon"}:
+        if differ and not set(differ) <= {*ORACLE_FINGERPRINT, *T2L_FINGERPRINT}:
             print(
                 f"error: {path} belongs to another benchmark configuration (differs in {', '.join(differ)}); "
                 "use another --work-dir or the same options as the run that wrote it.",
@@ -336,7 +352,7 @@ class Bench:
             drop += ["oracle", "t2l_recon_L", FROM_RECON]
         if "t2l_recon" in differ:
             drop += [k for k in ("t2l_recon_L", FROM_RECON) if k not in drop]
-        if "t2l_head_in" in differ:
+        if {"t2l_head_in", "t2l_latent"} & set(differ):
             drop += [k for k in self.t2l_keys if k not in drop]
         for key in drop:
             self.forget_stage(key)
@@ -1001,6 +1017,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-budget", type=float, default=None, help="wall-clock seconds for the whole run")
     p.add_argument(
         "--work-dir", default=None, help="where adapters are written (default: a temporary folder)"
+    )
+    p.add_argument(
+        "--latent",
+        type=int,
+        default=None,
+        help="hypernetworks' trunk width (default: the size's; own JSON name)",
+    )
+    p.add_argument(
+        "--recon-steps",
+        type=int,
+        default=None,
+        help="reconstruction steps (default: the size's; own JSON name)",
     )
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (CPU runs)")
     p.add_argument("--seed", type=int, default=0)

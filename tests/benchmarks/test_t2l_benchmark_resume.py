@@ -11,10 +11,10 @@ import torch
 from t2l_zero_shot import Bench, Paused
 
 
-def bench(tmp_path, seed: int = 0, max_stages: int | None = None) -> Bench:
+def bench(tmp_path, seed: int = 0, max_stages: int | None = None, **variant: int) -> Bench:
     args = argparse.Namespace(
         examples_per_seen_task=None, cpu=True, time_budget=None, task_encoder="base", work_dir=str(tmp_path),
-        seed=seed, max_stages=max_stages, ckpt_every=10,
+        seed=seed, max_stages=max_stages, ckpt_every=10, **variant,
     )  # fmt: skip
     b = Bench(args, "smoke")
     # what setup() derives from the corpus, fixed here
@@ -271,6 +271,31 @@ def test_another_reconstruction_schedule_redoes_reconstruction_and_sft_from_it(t
     again = bench(tmp_path)
     again.load_state()
     assert sorted(again.runs) == ["oracle", "t2l_sft_L"]
+
+
+def test_a_wider_trunk_is_a_variant_that_redoes_only_the_text_to_lora_stages(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    old = bench(tmp_path)
+    for key in ("oracle", "multitask", "t2l_recon_L"):
+        old.runs[key] = {"steps": 2, "max_steps": 2, "stopped_by": "max_steps"}
+        old.record(key, "a", [1.0], [0.5])
+    old.weights_path("t2l_recon_L").parent.mkdir(parents=True)
+    save_file({"w": torch.ones(3)}, str(old.weights_path("t2l_recon_L")))  # SFT from it has not started
+    old.save_state()
+    state = json.loads((tmp_path / "state.json").read_text())
+    del state["fingerprint"]["t2l_latent"]  # written before the trunk width could be chosen: the size's own
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    same = bench(tmp_path)
+    same.load_state()
+    assert sorted(same.runs) == ["multitask", "oracle", "t2l_recon_L"]
+
+    wide = bench(tmp_path, latent=64, recon_steps=5)
+    assert wide.name == "t2l_zero_shot_smoke_latent64_recon5"  # never the size's own result file
+    assert wide.cfg["latent"] == 64 and wide.cfg["recon"]["max_steps"] == 5
+    wide.load_state()
+    assert sorted(wide.runs) == ["multitask", "oracle"]
+    assert "another t2l_latent, t2l_recon: redoing t2l_recon_L" in capsys.readouterr().out
 
 
 def test_sft_from_reconstruction_starts_alike_in_place_and_from_the_bf16_carry(tmp_path):

@@ -733,6 +733,24 @@ class Bench:
         module.to(self.device)
         return True
 
+    def export(self, key: str, directory: str) -> Path:
+        """A trained T2L stage's hypernetwork as a model directory (``TextToLoRA.save_pretrained``), e.g. to ship
+        it with ``benchmarks/ship_pretrained.py``."""
+        from lora_hyper.api.text_to_lora import TextToLoRA
+
+        if key not in self.t2l_keys or not self.weights_path(key).is_file():
+            trained = [k for k in self.t2l_keys if self.weights_path(k).is_file()]
+            print(
+                f"error: --export {key}: no trained weights in {self.work / 'weights'}; trained: "
+                f"{', '.join(trained) or 'none'}.",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+        objective = "reconstruction" if key == "t2l_recon_L" else "sft"
+        module = self.t2l_module(key.rsplit("_", 1)[-1], objective, 1e-3, from_recon=key == FROM_RECON)
+        self.load_weights(key, module)
+        return TextToLoRA.from_module(module).save_pretrained(directory)
+
     def load_recon(self, key: str, module: TextToLoRAModule) -> bool:
         """Copy the reconstruction hypernetwork into a fresh SFT module (False, with a note, if shapes differ)."""
         module.configure_model()
@@ -1048,7 +1066,18 @@ def main(argv: list[str] | None = None) -> int:
         help="with --work-dir: keep the small part of the run state a new checkout needs to continue "
         "(state.json, hypernetwork weights still needed) here, to commit between sessions",
     )
+    p.add_argument(
+        "--export",
+        default=None,
+        metavar="KEY",
+        help="with --work-dir: write that trained T2L stage (e.g. t2l_sft_from_recon_L) as a model dir and exit",
+    )
+    p.add_argument("--export-dir", default=None, help="with --export: the model directory to write (new)")
     args = p.parse_args(argv)
+    if (args.export is None) != (args.export_dir is None):
+        p.error("--export KEY and --export-dir DIR go together")
+    if args.export is not None and not args.work_dir:
+        p.error("--export needs --work-dir (the run whose hypernetwork to export)")
     if args.max_stages is not None and not args.work_dir:
         p.error("--max-stages needs --work-dir (where the run is continued from)")
     if args.carry_dir is not None and not args.work_dir:
@@ -1061,6 +1090,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         torch.set_num_threads(args.threads)
     bench.setup()
+    if args.export is not None:
+        print(f"[t2l] wrote {bench.export(args.export, args.export_dir)}", flush=True)
+        return 0
     print(
         f"[t2l] size={size} device={bench.device} encoder={bench.encoder} work={bench.work} "
         f"train tasks={len(bench.pool)} steps/method={bench.steps} "

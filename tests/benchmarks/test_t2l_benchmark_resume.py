@@ -311,3 +311,41 @@ def test_sft_from_reconstruction_starts_alike_in_place_and_from_the_bf16_carry(t
     assert b.load_recon("t2l_sft_from_recon_L", module)
     for k, v in module.hypernet.state_dict().items():
         assert torch.equal(v, in_place[k]) and v.dtype == torch.float32
+
+
+def test_export_writes_a_loadable_model_dir_of_a_trained_stage(tmp_path, tiny_llama_dir, monkeypatch, capsys):
+    from safetensors.torch import save_file
+
+    from lora_hyper.api.text_to_lora import TextToLoRA
+    from lora_hyper.modules.t2l import TextToLoRAModule
+    from lora_hyper.testing import save_tiny_text_encoder
+
+    encoder = save_tiny_text_encoder(tmp_path / "encoder")
+    b = bench(tmp_path / "work")
+
+    def tiny_module(head, objective, lr, from_recon=False):
+        mlp = {"latent": 16, "head_in": 16, "head_size": head, "head_multiplier": 1.0 if from_recon else None}
+        loss = {"objective": objective, "zscore": from_recon}
+        return TextToLoRAModule(
+            str(tiny_llama_dir), lora={"rank": 2}, mlp=mlp, task_encoder={"model": str(encoder)}, loss=loss
+        )
+
+    monkeypatch.setattr(b, "t2l_module", tiny_module)
+    capsys.readouterr()  # the fixtures' progress bars
+    with pytest.raises(SystemExit) as exit_info:
+        b.export("t2l_sft_from_recon_L", str(tmp_path / "model"))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "no trained weights" in err and "trained: none" in err and err.count("\n") == 1
+    assert not (tmp_path / "model").exists()
+
+    trained = tiny_module("L", "sft", 1e-3, from_recon=True)
+    trained.configure_model()
+    state = {k: torch.randn(v.shape) for k, v in trained.hypernet.state_dict().items()}
+    b.weights_path("t2l_sft_from_recon_L").parent.mkdir(parents=True)
+    save_file(state, str(b.weights_path("t2l_sft_from_recon_L")))
+    out = b.export("t2l_sft_from_recon_L", str(tmp_path / "model"))
+    loaded = TextToLoRA.from_pretrained(out)
+    for k, v in loaded.hypernet.state_dict().items():
+        assert torch.equal(v.float(), state[k])
+    assert loaded.hypernet.config.output_zscore and loaded.hypernet.config.head_multiplier == 1.0

@@ -22,7 +22,8 @@ hypernetwork generates (``captured_trained``, from one training description per 
 linear head on its own trunk's features would (``captured_best_head``, least squares): the first below the second
 means the head is under-trained, the second below ``captured`` at ``head_in`` means the trunk's features are.
 
-Writes ``benchmarks/results/t2l_library_rank.json``.
+``--latent N`` measures weights of a wider-trunk variant (``t2l_zero_shot.py --latent N``); ``--capture-only`` skips
+the exact-match scoring. Writes ``benchmarks/results/t2l_library_rank[_latentN][_capture].json``.
 """
 
 from __future__ import annotations
@@ -182,7 +183,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "note": "rank_k = best rank-k version of the z-scored library (truncated SVD per module), i.e. the closest "
         "any head with head_in = k can generate; rank_0 = the mean adapter",
     }  # fmt: skip
+    # a variant or a partial measurement never replaces the full result
     name = "t2l_library_rank" + ("" if args.latent is None else f"_latent{args.latent}")
+    name += "_capture" if args.capture_only else ""
     path = write_result(name, result, args.out_dir)
     print(f"[rank] wrote {path}")
     return result

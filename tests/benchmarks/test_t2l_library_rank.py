@@ -45,3 +45,15 @@ def test_rank_k_rows_have_rank_k_and_the_error_shrinks_with_k(tiny_llama):
             assert torch.linalg.matrix_rank(factor_rows(approx, m)) == k
         errors.append(sum((factor_rows(approx, m) - factor_rows(z, m)).norm() for m in z.A))
     assert errors[0] > errors[1] > errors[2] > 0
+
+
+def test_capture_only_without_weights_is_refused_before_any_work(tmp_path, capsys):
+    import pytest
+
+    from t2l_library_rank import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--library", str(tmp_path), "--capture-only", "--out-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "--capture-only needs --weights" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -660,14 +660,13 @@ class Bench:
         """One Text-to-LoRA stage (reconstruction, SFT, or SFT from the reconstruction weights), then its scores."""
         if key in self.skipped or (key in self.runs and self.evaluated(key)):
             return  # skipped, or trained and scored by an earlier invocation
-        head = key.rsplit("_", 1)[-1]
         data: L.LightningDataModule
         if key == "t2l_recon_L":
             if key not in self.runs and not (self.work / "oracle").is_dir():
                 self.skipped[key] = "no oracle library was written"
                 return
             run = self.cfg["recon"]
-            module = self.t2l_module(head, "reconstruction", run["lr"])
+            module = self.stage_module(key, run["lr"])
             if key in self.runs:
                 ok = self.load_weights(key, module)
             else:
@@ -695,7 +694,7 @@ class Bench:
                 self.skipped[key] = "no reconstruction hypernetwork to start from"
                 return
             lr = self.cfg["lr"]["sft"]
-            module = self.t2l_module(head, "sft", lr, from_recon=from_recon)
+            module = self.stage_module(key, lr)
             if key in self.runs:
                 ok = self.load_weights(key, module)
             else:
@@ -733,11 +732,13 @@ class Bench:
         module.to(self.device)
         return True
 
-    def export(self, key: str, directory: str) -> Path:
-        """A trained T2L stage's hypernetwork as a model directory (``TextToLoRA.save_pretrained``), e.g. to ship
-        it with ``benchmarks/ship_pretrained.py``."""
-        from lora_hyper.api.text_to_lora import TextToLoRA
+    def stage_module(self, key: str, lr: float) -> TextToLoRAModule:
+        """The module of one T2L stage: its head size, objective and start follow from the stage's key."""
+        objective = "reconstruction" if key == "t2l_recon_L" else "sft"
+        return self.t2l_module(key.rsplit("_", 1)[-1], objective, lr, from_recon=key == FROM_RECON)
 
+    def check_export(self, key: str) -> None:
+        """Refuse (one line, exit status 2) to export a stage this work dir holds no trained weights of."""
         if key not in self.t2l_keys or not self.weights_path(key).is_file():
             trained = [k for k in self.t2l_keys if self.weights_path(k).is_file()]
             print(
@@ -746,8 +747,14 @@ class Bench:
                 file=sys.stderr,
             )
             raise SystemExit(2)
-        objective = "reconstruction" if key == "t2l_recon_L" else "sft"
-        module = self.t2l_module(key.rsplit("_", 1)[-1], objective, 1e-3, from_recon=key == FROM_RECON)
+
+    def export(self, key: str, directory: str) -> Path:
+        """A trained T2L stage's hypernetwork as a model directory (``TextToLoRA.save_pretrained``), e.g. to ship
+        it with ``benchmarks/ship_pretrained.py``."""
+        from lora_hyper.api.text_to_lora import TextToLoRA
+
+        self.check_export(key)
+        module = self.stage_module(key, 1e-3)  # the lr is unused: nothing is trained
         self.load_weights(key, module)
         return TextToLoRA.from_module(module).save_pretrained(directory)
 
@@ -1078,12 +1085,18 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--export KEY and --export-dir DIR go together")
     if args.export is not None and not args.work_dir:
         p.error("--export needs --work-dir (the run whose hypernetwork to export)")
+    if args.export is not None and os.path.lexists(args.export_dir):
+        p.error(
+            f"--export-dir {args.export_dir} exists; choose a new directory (an export never replaces one)"
+        )
     if args.max_stages is not None and not args.work_dir:
         p.error("--max-stages needs --work-dir (where the run is continued from)")
     if args.carry_dir is not None and not args.work_dir:
         p.error("--carry-dir needs --work-dir (where the run's large files live)")
     size = "quick" if args.quick else "cpu" if args.cpu_long else "smoke" if args.smoke else "full"
     bench = Bench(args, size)
+    if args.export is not None:
+        bench.check_export(args.export)  # before the models load
     if bench.gpu:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.set_float32_matmul_precision("high")

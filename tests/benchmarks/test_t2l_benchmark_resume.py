@@ -349,3 +349,25 @@ def test_export_writes_a_loadable_model_dir_of_a_trained_stage(tmp_path, tiny_ll
     for k, v in loaded.hypernet.state_dict().items():
         assert torch.equal(v.float(), state[k])
     assert loaded.hypernet.config.output_zscore and loaded.hypernet.config.head_multiplier == 1.0
+
+
+def test_export_into_an_existing_directory_is_refused_before_any_work(tmp_path, capsys):
+    from t2l_zero_shot import main
+
+    existing = tmp_path / "model"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    argv = [
+        "--smoke",
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--export",
+        "t2l_sft_L",
+        "--export-dir",
+        str(existing),
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert f"--export-dir {existing} exists; choose a new directory" in capsys.readouterr().err
+    assert (existing / "keep.txt").read_text() == "mine" and not (tmp_path / "work").exists()

@@ -412,7 +412,8 @@ def test_finetune_library(llama_dir, tmp_path, mode):
 
 # ------------------------------------------------------------------------------------------ Lightning end to end
 def test_pipeline_with_trainer(llama_dir, encoder_dir, tmp_path):
-    """Oracle library (one fit) -> reconstruction with z-scores (one fit) -> SFT (one fit), 2 steps each."""
+    """Oracle library (one fit) -> reconstruction with z-scores (one fit) -> SFT from its checkpoint (one fit), 2 steps
+    each: the chain of recipes/t2l/*_smollm2_cpu.yaml."""
     import lightning as L
     import yaml
 
@@ -455,7 +456,7 @@ def test_pipeline_with_trainer(llama_dir, encoder_dir, tmp_path):
         loss={"objective": "reconstruction", "zscore": True},
         optim={"lr": 1e-3},
     )
-    fit(
+    recon_trainer = fit(
         recon,
         LoRALibraryDataModule(
             library_dir=str(tmp_path / "lib"),
@@ -466,17 +467,32 @@ def test_pipeline_with_trainer(llama_dir, encoder_dir, tmp_path):
         ),
     )
     assert int(recon.zscore_fitted) == 1 and recon.base_model is None
+    recon_trainer.save_checkpoint(tmp_path / "recon.ckpt")
 
+    # SFT from the reconstruction (recipes/t2l/sft_from_recon_smollm2_cpu.yaml): it starts at the reconstruction's
+    # adapters, z-score statistics included, and trains on from there
     sft = TextToLoRAModule(
         base_model=str(llama_dir),
+        init_from=str(tmp_path / "recon.ckpt"),
         lora={"rank": 4},
-        mlp={"latent": 32, "head_in": 32},
+        mlp={"latent": 32, "head_in": 32, "head_multiplier": 1.0},
         task_encoder={"model": str(encoder_dir)},
-        loss={"neftune_alpha": 5.0},
+        loss={"neftune_alpha": 5.0, "zscore": True},
         optim={"lr": 1e-3},
     )
+    sft.configure_model()
+    descs = [TASKS[name][0][0] for name in sorted(TASKS)]
+    with torch.no_grad():
+        want, start = recon.eval().generate_lora(descs), sft.eval().generate_lora(descs)
+    assert want.A["v_proj"].abs().sum() > 0
+    for m in want.spec.target_modules:
+        torch.testing.assert_close(start.A[m], want.A[m])
+        torch.testing.assert_close(start.B[m], want.B[m])
     trainer = fit(sft, TaskCorpusDataModule(**corpus_args, tasks_per_batch=2, steps_per_epoch=2))
     assert trainer.global_step == 2 and torch.isfinite(trainer.callback_metrics["train/loss"])
+    with torch.no_grad():
+        moved = sft.eval().generate_lora(descs)
+    assert not torch.allclose(moved.B["v_proj"], start.B["v_proj"])
 
 
 def test_base_llm_task_encoder_pools_last_real_token(tiny_llama):

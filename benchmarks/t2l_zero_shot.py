@@ -93,6 +93,10 @@ N_EVAL_DESCRIPTIONS = (
 )
 EXAMPLE_TRAINED = ("oracle", "multitask", "multitask_with_description")
 FROM_RECON = "t2l_sft_from_recon_L"
+# the same, trained and evaluated with the task description in the prompt as well (--description-in-prompt): the
+# adapter adds to what the base model reads from the description, as the description-aware multi-task LoRA does
+FROM_RECON_DESC = "t2l_sft_from_recon_desc_L"
+FROM_RECON_KEYS = (FROM_RECON, FROM_RECON_DESC)
 
 # batch: tasks per batch and examples per task of every example-trained method (identical batches);
 # lr: peak learning rate per method; recon: the reconstruction run (no task examples, it learns the oracles).
@@ -251,6 +255,8 @@ class Bench:
         if getattr(args, "recon_steps", None) is not None:
             self.cfg["recon"]["max_steps"] = int(args.recon_steps)
             variant += f"_recon{args.recon_steps}"
+        if getattr(args, "description_in_prompt", False):
+            variant += "_desc"
         self.t_start = time.perf_counter()
         self.prior_elapsed = 0.0  # wall time of earlier invocations of a resumed run
         self.persistent = args.work_dir is not None
@@ -268,6 +274,7 @@ class Bench:
             ["t2l_recon_L"]
             + [f"t2l_sft_{h}" for h in self.cfg["sft_heads"]]
             + ([FROM_RECON] if self.cfg["sft_from_recon"] else [])
+            + ([FROM_RECON_DESC] if getattr(args, "description_in_prompt", False) else [])
         )
         self.runs: dict[str, dict[str, Any]] = {}
         self.per_example: dict[str, dict[str, dict[str, list[float]]]] = {"exact_match": {}, "ce": {}}
@@ -349,9 +356,9 @@ class Bench:
         keep every other stage's results."""
         drop: list[str] = []
         if set(differ) & set(ORACLE_FINGERPRINT):
-            drop += ["oracle", "t2l_recon_L", FROM_RECON]
+            drop += ["oracle", "t2l_recon_L", *FROM_RECON_KEYS]
         if "t2l_recon" in differ:
-            drop += [k for k in ("t2l_recon_L", FROM_RECON) if k not in drop]
+            drop += [k for k in ("t2l_recon_L", *FROM_RECON_KEYS) if k not in drop]
         if {"t2l_head_in", "t2l_latent"} & set(differ):
             drop += [k for k in self.t2l_keys if k not in drop]
         for key in drop:
@@ -384,7 +391,8 @@ class Bench:
         """Hypernetwork weights a later invocation still needs: those not scored yet, and the reconstruction's
         until SFT-from-reconstruction has started from it."""
         keys = [k for k in self.t2l_keys if k in self.runs and not self.evaluated(k)]
-        if FROM_RECON in self.t2l_keys and FROM_RECON not in self.runs and "t2l_recon_L" in self.runs:
+        waiting = [k for k in FROM_RECON_KEYS if k in self.t2l_keys and k not in self.runs]
+        if waiting and "t2l_recon_L" in self.runs:
             keys.append("t2l_recon_L")
         return sorted(set(keys))
 
@@ -612,8 +620,8 @@ class Bench:
         """Training stages in run order. Reconstruction comes right after the oracles, so the oracle library (the
         one large artifact) is needed for one stage only and a carried work dir stays small."""
         order = ["oracle", "t2l_recon_L", "multitask", "multitask_with_description"]
-        order += [k for k in self.t2l_keys if k not in order and k != FROM_RECON]
-        order += [FROM_RECON] if FROM_RECON in self.t2l_keys else []
+        order += [k for k in self.t2l_keys if k not in order and k not in FROM_RECON_KEYS]
+        order += [k for k in FROM_RECON_KEYS if k in self.t2l_keys]
         return [k for k in order if k in EXAMPLE_TRAINED or k in self.t2l_keys]
 
     def run(self) -> None:
@@ -685,7 +693,7 @@ class Bench:
                     k: v.detach().cpu().clone() for k, v in module.hypernet.state_dict().items()
                 }
         else:
-            from_recon = key == FROM_RECON
+            from_recon = key in FROM_RECON_KEYS
             if from_recon and self.recon_state is None and self.weights_path("t2l_recon_L").is_file():
                 from safetensors.torch import load_file
 
@@ -703,9 +711,12 @@ class Bench:
                 if from_recon and not resuming and not self.load_recon(key, module):
                     del module
                     return
-                ok = self.fit(key, module, self.data(), self.steps)
+                in_prompt = key == FROM_RECON_DESC
+                ok = self.fit(key, module, self.data(in_prompt), self.steps)
                 if ok:
-                    self.runs[key].update(lr=lr, label_smoothing=0.0, neftune_alpha=0.0)
+                    self.runs[key].update(
+                        lr=lr, label_smoothing=0.0, neftune_alpha=0.0, description_in_prompt=in_prompt
+                    )
         if ok:
             if self.persistent and not self.weights_path(key).is_file():
                 self.save_weights(key, module)
@@ -735,7 +746,7 @@ class Bench:
     def stage_module(self, key: str, lr: float) -> TextToLoRAModule:
         """The module of one T2L stage: its head size, objective and start follow from the stage's key."""
         objective = "reconstruction" if key == "t2l_recon_L" else "sft"
-        return self.t2l_module(key.rsplit("_", 1)[-1], objective, lr, from_recon=key == FROM_RECON)
+        return self.t2l_module(key.rsplit("_", 1)[-1], objective, lr, from_recon=key in FROM_RECON_KEYS)
 
     def check_export(self, key: str) -> None:
         """Refuse (one line, exit status 2) to export a stage this work dir holds no trained weights of."""
@@ -869,7 +880,8 @@ class Bench:
         self.stage_done()
 
     def evaluate_t2l(self, key: str, module: TextToLoRAModule) -> None:
-        """Adapters from the evaluation descriptions (no description in the prompt), scored on every task."""
+        """Adapters from the evaluation descriptions, scored on every task; the description is in the prompt too
+        only for the stage trained that way (``FROM_RECON_DESC``)."""
         module.eval()
         t0 = time.perf_counter()
         loras = {n: module.generate_lora(d).to(self.device) for n, d in self.descriptions.items()}
@@ -879,7 +891,13 @@ class Bench:
             if self.evaluated_task(key, name):
                 continue  # scored by an earlier invocation
             plain = [e.prompt for e in self.examples[name]]
-            conditions = [(plain, lora.select(j)) for j in range(lora.batch_size)]
+            conditions = [
+                (
+                    [description_prompt(d, p) for p in plain] if key == FROM_RECON_DESC else plain,
+                    lora.select(j),
+                )
+                for j, d in enumerate(self.descriptions[name])
+            ]
             em, ce = self.score_conditions(name, conditions)
             self.record(key, name, em, ce)
             self.save_state()
@@ -1017,6 +1035,12 @@ class Bench:
             )
         if self.size == "smoke":
             text += "Smoke size: a handful of steps and test examples; checks the code path, not the method. "
+        if FROM_RECON_DESC in self.t2l_keys:
+            text += (
+                f"{FROM_RECON_DESC} is {FROM_RECON} trained and evaluated with the task description in the prompt "
+                "as well (as the description-aware multi-task LoRA): the base model reads the description and the "
+                "generated adapter adds to it. "
+            )
         if self.skipped:
             text += f"Skipped: {self.skipped}. "
         return text
@@ -1054,6 +1078,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="reconstruction steps (default: the size's; own JSON name)",
+    )
+    p.add_argument(
+        "--description-in-prompt",
+        action="store_true",
+        help=f"add {FROM_RECON_DESC}: SFT from reconstruction with the description in the prompt as well "
+        "(own JSON name)",
     )
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (CPU runs)")
     p.add_argument("--seed", type=int, default=0)

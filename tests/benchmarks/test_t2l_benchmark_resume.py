@@ -371,3 +371,42 @@ def test_export_into_an_existing_directory_is_refused_before_any_work(tmp_path, 
     assert exit_info.value.code == 2
     assert f"--export-dir {existing} exists; choose a new directory" in capsys.readouterr().err
     assert (existing / "keep.txt").read_text() == "mine" and not (tmp_path / "work").exists()
+
+
+def test_description_in_prompt_variant_adds_one_stage_that_reads_the_description(tmp_path, monkeypatch):
+    import types
+
+    from lora_hyper.data_modules.task_sampler import description_prompt
+
+    b = bench(tmp_path, description_in_prompt=True)
+    assert b.name == "t2l_zero_shot_smoke_desc"  # never the size's own result file
+    assert b.stage_order()[-2:] == ["t2l_sft_from_recon_L", "t2l_sft_from_recon_desc_L"]
+    # the reconstruction's weights stay needed until every stage that starts from them has run
+    b.runs["t2l_recon_L"] = b.runs["t2l_sft_from_recon_L"] = {"steps": 2}
+    for name in ("a", "z"):  # reconstruction scored
+        b.record("t2l_recon_L", name, [1.0], [0.5])
+    assert "t2l_recon_L" in b.carried_weights()
+    b.runs["t2l_sft_from_recon_desc_L"] = {"steps": 2}
+    assert "t2l_recon_L" not in b.carried_weights()
+
+    b.examples = {"a": [types.SimpleNamespace(prompt="abc", response="cba")]}
+    b.descriptions = {"a": ["Reverse it.", "Write it backwards."]}
+    b.costs["adapter"] = {}  # measured elsewhere
+    module = types.SimpleNamespace(eval=lambda: None, generate_lora=lambda d: types.SimpleNamespace(
+        to=lambda device: types.SimpleNamespace(batch_size=len(d), select=lambda j: f"adapter {j}")
+    ))  # fmt: skip
+    seen = {}
+
+    def score(name, conditions):
+        seen[name] = conditions
+        return [1.0], [0.1]
+
+    monkeypatch.setattr(b, "score_conditions", score)
+    monkeypatch.setattr(b, "save_state", lambda: None)
+    b.evaluate_t2l("t2l_sft_from_recon_desc_L", module)
+    assert seen["a"] == [
+        ([description_prompt("Reverse it.", "abc")], "adapter 0"),
+        ([description_prompt("Write it backwards.", "abc")], "adapter 1"),
+    ]
+    b.evaluate_t2l("t2l_sft_from_recon_L", module)
+    assert seen["a"] == [(["abc"], "adapter 0"), (["abc"], "adapter 1")]

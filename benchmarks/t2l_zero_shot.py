@@ -10,6 +10,10 @@
     python benchmarks/t2l_zero_shot.py --cpu-long --work-dir outputs/t2l_probe --latent 512 --recon-steps 4000 \
         --max-stages 1   # redoes only the T2L stages (here: reconstruction), keeps the baselines' scores;
                          # writes t2l_zero_shot_cpu_latent512_recon4000.json
+    mkdir -p outputs/t2l_bench_desc/weights && cp outputs/t2l_bench_cpu/state.json outputs/t2l_bench_desc/ && \
+        cp outputs/t2l_bench_cpu/weights/t2l_recon_L.safetensors outputs/t2l_bench_desc/weights/
+    python benchmarks/t2l_zero_shot.py --cpu-long --work-dir outputs/t2l_bench_desc --description-in-prompt
+        # trains only SFT from reconstruction with the description in the prompt too; t2l_zero_shot_cpu_desc.json
 
 Built-in task corpus, SmolLM2-135M-Instruct, one process, lightning Trainers. Every method that trains on task
 examples (per-task oracle LoRAs, a bare multi-task LoRA, a description-aware multi-task LoRA, Text-to-LoRA by SFT)

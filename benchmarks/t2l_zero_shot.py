@@ -260,6 +260,7 @@ class Bench:
             self.cfg["recon"]["max_steps"] = int(args.recon_steps)
             variant += f"_recon{args.recon_steps}"
         if getattr(args, "description_in_prompt", False):
+            self.cfg["sft_from_recon_desc"] = True
             variant += "_desc"
         self.t_start = time.perf_counter()
         self.prior_elapsed = 0.0  # wall time of earlier invocations of a resumed run
@@ -278,7 +279,7 @@ class Bench:
             ["t2l_recon_L"]
             + [f"t2l_sft_{h}" for h in self.cfg["sft_heads"]]
             + ([FROM_RECON] if self.cfg["sft_from_recon"] else [])
-            + ([FROM_RECON_DESC] if getattr(args, "description_in_prompt", False) else [])
+            + ([FROM_RECON_DESC] if self.cfg.get("sft_from_recon_desc") else [])
         )
         self.runs: dict[str, dict[str, Any]] = {}
         self.per_example: dict[str, dict[str, dict[str, list[float]]]] = {"exact_match": {}, "ce": {}}

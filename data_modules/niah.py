@@ -19,6 +19,7 @@ from .niah_protocol import (
     QUESTION_VARIANTS,
     NIAHExample,
     balanced_depth,
+    draw_needle_number,
     example_rng,
     extract_number,
     make_niah_example,
@@ -63,6 +64,7 @@ class NIAHTrainDataset(Dataset):
         offset: int = 0,
         chunk_distribution: str = "reference",
         prose_prob: float = 0.0,
+        repeated_digit_prob: float | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.length = length
@@ -75,6 +77,7 @@ class NIAHTrainDataset(Dataset):
         self.offset = offset
         self.chunk_distribution = chunk_distribution
         self.prose_prob = prose_prob
+        self.repeated_digit_prob = repeated_digit_prob
 
     def __len__(self) -> int:
         return self.length
@@ -86,11 +89,15 @@ class NIAHTrainDataset(Dataset):
         needle_only = rng.random() < self.needle_only_prob
         depth = balanced_depth(index, rng)
         prose = self.prose_prob > 0 and rng.random() < self.prose_prob
+        number = None  # uniform, drawn inside make_niah_example (the stream of earlier runs, unchanged)
+        if self.repeated_digit_prob is not None:
+            number = draw_needle_number(rng, self.repeated_digit_prob)
         ex = make_niah_example(
             self.tokenizer,
             n_tokens,
             depth,
             rng,
+            number=number,
             haystack="prose" if prose else "repeat",
             sentences=TRAIN_PROSE_SENTENCES if prose else None,
         )
@@ -134,6 +141,9 @@ class NIAHDataModule(L.LightningDataModule):
             are chunked with its tokenizer (haystack lengths stay in base-model tokens).
         prose_prob: fraction of training haystacks built from varied sentences (``TRAIN_PROSE_SENTENCES``,
             disjoint from the evaluation prose) instead of the repeated filler paragraph.
+        repeated_digit_prob: fraction of training needles with two equal adjacent digits (7399, 8111); ``None``
+            (default) draws them uniformly (27.1% repeat). Trained models miss these most: they read 7399 back
+            as 7933 and 8111 as 8195.
         with_teacher: add ``teacher_*`` rows (haystack in the prompt) to training and validation batches, for
             the distill objective (test batches never carry them).
         system_prompt: system message of chunk wrappers and question rows: ``""`` (default, the reference's
@@ -163,6 +173,7 @@ class NIAHDataModule(L.LightningDataModule):
         system_prompt: str | None = "",
         prose_prob: float = 0.0,
         encoder_model: str | None = None,
+        repeated_digit_prob: float | None = None,
     ) -> None:
         super().__init__()
         lo, hi = (int(x) for x in train_lengths)
@@ -173,6 +184,10 @@ class NIAHDataModule(L.LightningDataModule):
         if not 1 <= questions_per_doc <= 1 + len(QUESTION_VARIANTS):
             raise ValueError(
                 f"questions_per_doc must be in 1..{1 + len(QUESTION_VARIANTS)}, got {questions_per_doc}."
+            )
+        if repeated_digit_prob is not None and not 0.0 <= repeated_digit_prob <= 1.0:
+            raise ValueError(
+                f"repeated_digit_prob must be in [0, 1] or null (uniform numbers), got {repeated_digit_prob}."
             )
         for name, prob in (("needle_only_prob", needle_only_prob), ("prose_prob", prose_prob)):
             if not 0.0 <= prob <= 1.0:
@@ -199,6 +214,7 @@ class NIAHDataModule(L.LightningDataModule):
         self.eval_chunk_length = eval_chunk_length
         self.needle_only_prob = needle_only_prob
         self.prose_prob = prose_prob
+        self.repeated_digit_prob = repeated_digit_prob
         self.encoder_model = encoder_model
         self.ctx_tokenizer: Any = None
         self.with_teacher = with_teacher
@@ -262,6 +278,7 @@ class NIAHDataModule(L.LightningDataModule):
             offset=self.samples_seen % self.train_samples,
             chunk_distribution=self.chunk_distribution,
             prose_prob=self.prose_prob,
+            repeated_digit_prob=self.repeated_digit_prob,
         )
 
     def _require_setup(self) -> None:

@@ -97,6 +97,29 @@ def extract_number(text: str) -> str | None:
     return match.group(0) if match else None
 
 
+def has_repeated_digit(number: int | str) -> bool:
+    """Whether two adjacent digits of ``number`` are equal (7399, 8111): the needles trained models miss most."""
+    digits = str(number)
+    return any(a == b for a, b in zip(digits, digits[1:]))
+
+
+def draw_needle_number(rng: random.Random, repeated_digit_prob: float | None = None) -> int:
+    """A 4-digit needle number: uniform when ``repeated_digit_prob`` is None (27.1% of them repeat a digit).
+
+    Otherwise a number with adjacent repeated digits with that probability, one without otherwise, each uniform
+    within its kind, so training can weight the numbers models copy worst (7399 read back as 7933).
+    """
+    if repeated_digit_prob is None:
+        return rng.randint(1000, 9999)
+    if not 0.0 <= repeated_digit_prob <= 1.0:
+        raise ValueError(f"repeated_digit_prob must be in [0, 1] or None, got {repeated_digit_prob}.")
+    want = rng.random() < repeated_digit_prob
+    while True:
+        number = rng.randint(1000, 9999)
+        if has_repeated_digit(number) == want:
+            return number
+
+
 def example_rng(seed: int, *parts: Any) -> random.Random:
     """A generator keyed by ``seed`` and ``parts`` (string seeding is stable across processes and runs)."""
     return random.Random(":".join(str(p) for p in (seed, *parts)))

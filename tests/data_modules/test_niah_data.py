@@ -300,3 +300,25 @@ def test_contexts_use_the_encoder_tokenizer_when_the_encoder_is_another_model(ti
     assert int(real.max()) < len(enc_tok)
     text = enc_tok.decode(b["ctx_input_ids"][0][b["ctx_attention_mask"][0].bool()])
     assert "magic" in text or "number" in text
+
+
+def test_repeated_digit_needles_are_weighted_as_asked(tiny_llama_dir):
+    from lora_hyper.data_modules.niah_protocol import draw_needle_number, has_repeated_digit
+
+    assert has_repeated_digit(7399) and has_repeated_digit("8111") and not has_repeated_digit(7294)
+    rng = random.Random(0)
+    uniform = [draw_needle_number(rng) for _ in range(4000)]
+    assert all(1000 <= n <= 9999 for n in uniform)
+    assert abs(sum(map(has_repeated_digit, uniform)) / 4000 - 0.271) < 0.03  # 1 - 0.9**3
+    assert all(has_repeated_digit(draw_needle_number(rng, 1.0)) for _ in range(200))
+    assert not any(has_repeated_digit(draw_needle_number(rng, 0.0)) for _ in range(200))
+    with pytest.raises(ValueError, match="repeated_digit_prob"):
+        draw_needle_number(rng, 1.5)
+
+    weighted = make_dm(tiny_llama_dir, repeated_digit_prob=0.8).train_dataset()
+    frac = sum(has_repeated_digit(weighted[i].qas[0][1]) for i in range(200)) / 200
+    assert 0.7 < frac < 0.9
+    item = weighted[3]
+    assert needle_sentence(int(item.qas[0][1])) in item.context
+    with pytest.raises(ValueError, match="repeated_digit_prob"):
+        NIAHDataModule("x", repeated_digit_prob=-0.1)

@@ -38,7 +38,12 @@ from lora_hyper.callbacks.niah import evaluate_niah
 from lora_hyper.data_modules.collate import chat_prompt_ids
 from lora_hyper.data_modules.doc_batch import context_prompt
 from lora_hyper.data_modules.niah import NIAHDataModule
-from lora_hyper.data_modules.niah_protocol import NIAH_QUESTION, extract_number, niah_examples
+from lora_hyper.data_modules.niah_protocol import (
+    NIAH_QUESTION,
+    extract_number,
+    has_repeated_digit,
+    niah_examples,
+)
 from lora_hyper.modules.d2l import DocToLoRAModule
 
 from common import write_result
@@ -501,6 +506,15 @@ def train(
     return module, training
 
 
+def accuracy_by_needle_kind(samples: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Exact match over needles that repeat an adjacent digit (7399) and over the others (7294)."""
+    out = {}
+    for kind, want in (("repeated_digit", True), ("no_repeated_digit", False)):
+        hits = [s["correct"] for s in samples if has_repeated_digit(s["answer"]) == want]
+        out[kind] = {"n": len(hits), "accuracy": sum(hits) / len(hits) if hits else float("nan")}
+    return out
+
+
 def final_evaluation(model: Any, size: dict[str, Any], rank_budget: int, gpu: bool) -> dict[str, Any]:
     """Every bin with and without the rank budget, varied prose, chunk health, the base with the haystack."""
     batch = 4 if gpu else 2
@@ -531,6 +545,14 @@ def final_evaluation(model: Any, size: dict[str, Any], rank_budget: int, gpu: bo
     )
     for b in prose["bins"]:
         print(f"[niah] D2L varied prose at {b['n_tokens']:>6} tokens: {b['accuracy']:.2f}", flush=True)
+    by_kind = {"niah": accuracy_by_needle_kind(final["samples"])}
+    by_kind["niah_prose"] = accuracy_by_needle_kind(prose["samples"])
+    for name, kinds in by_kind.items():
+        print(
+            f"[niah] {name} by needle: "
+            + ", ".join(f"{k} {v['accuracy']:.2f} (n={v['n']})" for k, v in kinds.items()),
+            flush=True,
+        )
     eval_seconds = time.perf_counter() - t
     health = chunk_health(model)
     print(f"[niah] chunk health: 31 filler chunks / needle chunk = {health['ratio']:.3f}", flush=True)
@@ -542,11 +564,13 @@ def final_evaluation(model: Any, size: dict[str, Any], rank_budget: int, gpu: bo
         "rank_budget": rank_budget,
         "niah_rank_budget": [{k: b[k] for k in keep} for b in final["rank_budgets"][rank_budget]],
         "niah_prose": [{k: b[k] for k in keep} for b in prose["bins"]],
+        "accuracy_by_needle_kind": by_kind,
         "niah_eval_s": eval_seconds,
         "chunk_health": health,
         "base_in_context": icl,
         "native_window": window,
         "samples": [s for s in final["samples"] if not s["correct"]][:20] + final["samples"][:20],
+        "prose_misses": [s for s in prose["samples"] if not s["correct"]][:30],
     }
 
 

@@ -7,6 +7,8 @@ evaluation descriptions per task. Methods: the base model, the base model with t
 T2L (the generated adapter, no description in the prompt). Reports exact match per task and per group, with paired
 bootstrap 95% intervals of T2L minus each baseline (resampling examples within each task). Writes
 ``benchmarks/results/<name>.json``; with ``--train-log`` (a Lightning ``default_root_dir``) the training curve too.
+``--train-descriptions K`` also scores T2L on the seen tasks from K descriptions it was trained on
+(``t2l_train_description``), which separates knowing a task from reading a new phrasing of it.
 """
 
 from __future__ import annotations
@@ -28,12 +30,21 @@ from common import write_result
 from t2l_report import paired_bootstrap, pick_seen
 
 METHODS = ("base", "base_with_description", "t2l")
+TRAIN_DESC = "t2l_train_description"  # seen tasks only, with --train-descriptions
 
 
 def task_scores(
-    model: TextToLoRA, corpus: TaskCorpus, name: str, n_desc: int, max_new_tokens: int
+    model: TextToLoRA,
+    corpus: TaskCorpus,
+    name: str,
+    n_desc: int,
+    max_new_tokens: int,
+    n_train_desc: int = 0,
 ) -> dict[str, list[float]]:
-    """Per-example scores of every method on one task (each description's answers in turn)."""
+    """Per-example scores of every method on one task (each description's answers in turn).
+
+    With ``n_train_desc`` > 0, also ``t2l_train_description``: adapters from that many training descriptions.
+    """
     task = corpus.tasks[name]
     examples = task.examples("test")
     prompts, refs = [e.prompt for e in examples], [e.response for e in examples]
@@ -51,6 +62,14 @@ def task_scores(
     for i in range(len(descriptions)):
         t2l += scored(model.generate(prompts, lora.select(i), **kw), refs)
     out["t2l"] = t2l
+    if n_train_desc > 0:
+        trained = list(task.train_descriptions)[:n_train_desc]
+        lora = model.generate_lora(trained)
+        out["t2l_train_description"] = [
+            x
+            for i in range(len(trained))
+            for x in scored(model.generate(prompts, lora.select(i), **kw), refs)
+        ]
     return out
 
 
@@ -69,6 +88,12 @@ def main() -> None:
     p.add_argument("--model", required=True, help="Text-to-LoRA model dir or shipped name")
     p.add_argument("--seen", type=int, default=16, help="seen tasks to score (evenly spaced by name)")
     p.add_argument("--descriptions", type=int, default=2, help="evaluation descriptions per task")
+    p.add_argument(
+        "--train-descriptions",
+        type=int,
+        default=0,
+        help="also score seen tasks from this many training descriptions (t2l_train_description)",
+    )
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--train-log", default=None, help="Lightning default_root_dir of the training run")
@@ -83,14 +108,19 @@ def main() -> None:
     model = TextToLoRA.from_pretrained(args.model)
     corpus = TaskCorpus.load("builtin")
     groups = {"seen": pick_seen(corpus, args.seen), "held_out": sorted(corpus.held_out_tasks)}
+    if args.train_descriptions < 0:
+        p.error(f"--train-descriptions must be >= 0, got {args.train_descriptions}")
     per_task: dict[str, dict[str, list[float]]] = {m: {} for m in METHODS}
+    if args.train_descriptions:
+        per_task[TRAIN_DESC] = {}
     start = time.perf_counter()
     for group, names in groups.items():
         for name in names:
             t0 = time.perf_counter()
-            scores = task_scores(model, corpus, name, args.descriptions, args.max_new_tokens)
-            for m in METHODS:
-                per_task[m][name] = scores[m]
+            n_train = args.train_descriptions if group == "seen" else 0
+            scores = task_scores(model, corpus, name, args.descriptions, args.max_new_tokens, n_train)
+            for m, v in scores.items():
+                per_task[m][name] = v
             shown = "  ".join(f"{m} {sum(v) / len(v):.3f}" for m, v in scores.items())
             print(f"[{group}] {name}: {shown} ({time.perf_counter() - t0:.1f} s)", flush=True)
     summary: dict[str, Any] = {}
@@ -108,6 +138,13 @@ def main() -> None:
                 for b in ("base", "base_with_description")
             },
         }
+        if group == "seen" and TRAIN_DESC in per_task:
+            summary[group]["exact_match"][TRAIN_DESC] = sum(
+                sum(per_task[TRAIN_DESC][t]) / len(per_task[TRAIN_DESC][t]) for t in names
+            ) / len(names)
+            summary[group]["train_description_minus_t2l"] = paired_bootstrap(
+                {t: per_task[TRAIN_DESC][t] for t in names}, {t: per_task["t2l"][t] for t in names}
+            )
     result = {
         "benchmark": args.name,
         "model": str(args.model),
@@ -117,11 +154,14 @@ def main() -> None:
             "held_out_tasks": len(groups["held_out"]),
             "test_examples_per_task": len(corpus.tasks[groups["seen"][0]].examples("test")),
             "eval_descriptions_per_task": args.descriptions,
+            "train_descriptions_per_seen_task": args.train_descriptions,
             "max_new_tokens": args.max_new_tokens,
             "bootstrap": "paired, examples resampled within each task, 2000 draws, 95% percentile interval",
         },
         "summary": summary,
-        "per_task_exact_match": {m: {t: sum(v) / len(v) for t, v in per_task[m].items()} for m in METHODS},
+        "per_task_exact_match": {
+            m: {t: sum(v) / len(v) for t, v in tasks.items()} for m, tasks in per_task.items()
+        },
         "eval_wall_s": time.perf_counter() - start,
     }
     if args.train_log:

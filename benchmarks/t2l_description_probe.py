@@ -1,0 +1,138 @@
+"""How well can a task be read from a description never trained on? A linear probe on task-encoder embeddings.
+
+    python benchmarks/t2l_description_probe.py                 # MiniLM (the default T2L task encoder), ~20 s
+    python benchmarks/t2l_description_probe.py --base-model smollm2-135m-instruct   # + the base LLM's pooling, ~2 min
+
+A linear classifier is fitted on the embeddings of every seen task's *training* descriptions (label: the task) and
+scored on the *evaluation* descriptions training never sees: the share of new phrasings whose task a linear read-out
+of the embedding recovers. A hypernetwork's first layer is such a read-out, so this bounds how often T2L can even
+tell which seen task a new phrasing asks for. Also reported: how often an evaluation description's nearest training
+description (Euclidean) belongs to another task, and the probe with Gaussian noise on the training embeddings (the
+cheapest augmentation). Writes ``benchmarks/results/t2l_description_probe.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import torch
+
+from lora_hyper.data_modules.task_corpus import TaskCorpus
+from lora_hyper.encoders.task import DEFAULT_ENCODER, TaskEncoder
+
+from common import write_result
+
+
+def linear_probe(
+    x: torch.Tensor, y: torch.Tensor, x_eval: torch.Tensor, y_eval: torch.Tensor, noise: float, seed: int
+) -> dict[str, float]:
+    """Softmax regression on standardised features (full batch, Adam, 400 steps); train and eval accuracy."""
+    torch.manual_seed(seed)
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    x, x_eval = (x - mu) / sd, (x_eval - mu) / sd
+    head = torch.nn.Linear(x.shape[1], int(y.max()) + 1)
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(400):
+        inp = x + noise * torch.randn_like(x) if noise > 0 else x
+        loss = torch.nn.functional.cross_entropy(head(inp), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return {
+            "train_accuracy": (head(x).argmax(-1) == y).float().mean().item(),
+            "eval_accuracy": (head(x_eval).argmax(-1) == y_eval).float().mean().item(),
+        }
+
+
+def nearest_other_task(x: torch.Tensor, y: torch.Tensor, x_eval: torch.Tensor, y_eval: torch.Tensor) -> float:
+    """Share of evaluation descriptions whose nearest training description belongs to another task."""
+    nearest = torch.cdist(x_eval, x).argmin(dim=1)
+    return (y[nearest] != y_eval).float().mean().item()
+
+
+@torch.no_grad()
+def base_model_embeddings(name: str, texts: list[str], layer: int) -> torch.Tensor:
+    """Mean-pooled hidden states of ``layer`` of a causal LM (the base model as its own task encoder)."""
+    from transformers import AutoModelForCausalLM
+
+    from lora_hyper.base_model import load_tokenizer, resolve_model_path
+
+    tok = load_tokenizer(name)
+    tok.padding_side = "right"
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name), dtype=torch.float32).eval()
+    out = []
+    for i in range(0, len(texts), 64):
+        enc = tok(texts[i : i + 64], padding=True, return_tensors="pt")
+        hidden = model.model(**enc, output_hidden_states=True).hidden_states[layer]
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        out.append((hidden * mask).sum(1) / mask.sum(1))
+    return torch.cat(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--encoder", default=DEFAULT_ENCODER, help="task encoder (name or directory)")
+    p.add_argument("--base-model", default=None, help="also probe this causal LM's mean-pooled hidden states")
+    p.add_argument("--layers", default="8,15,22,30", help="hidden-state layers of --base-model to probe")
+    p.add_argument(
+        "--noise", default="0,0.5,1.0", help="Gaussian noise std on standardised training features"
+    )
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--name", default="t2l_description_probe")
+    p.add_argument("--out-dir", default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    corpus = TaskCorpus.load("builtin")
+    seen = [t for t in corpus.tasks if t not in corpus.held_out_tasks]
+    train, y, evals, y_eval = [], [], [], []
+    for i, name in enumerate(seen):
+        task = corpus.tasks[name]
+        train += list(task.train_descriptions)
+        y += [i] * len(task.train_descriptions)
+        evals += list(task.eval_descriptions)
+        y_eval += [i] * len(task.eval_descriptions)
+    labels, labels_eval = torch.tensor(y), torch.tensor(y_eval)
+    noises = [float(n) for n in args.noise.split(",")]
+
+    features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    encoder = TaskEncoder(args.encoder)
+    features[args.encoder] = (encoder.encode(train), encoder.encode(evals))
+    if args.base_model:
+        for layer in (int(v) for v in args.layers.split(",")):
+            both = base_model_embeddings(args.base_model, train + evals, layer)
+            features[f"{args.base_model} layer {layer} mean"] = (both[: len(train)], both[len(train) :])
+
+    probes: dict[str, Any] = {}
+    for key, (x, x_eval) in features.items():
+        probes[key] = {
+            "nearest_training_description_in_another_task": nearest_other_task(
+                x, labels, x_eval, labels_eval
+            ),
+            "linear_probe": {str(n): linear_probe(x, labels, x_eval, labels_eval, n, 0) for n in noises},
+        }
+        shown = ", ".join(
+            f"noise {n}: {v['eval_accuracy']:.3f}" for n, v in probes[key]["linear_probe"].items()
+        )
+        print(f"{key}: eval-description task accuracy {shown}", flush=True)
+    path = write_result(
+        args.name,
+        {
+            "command": " ".join(["python", "benchmarks/t2l_description_probe.py", *sys.argv[1:]]),
+            "seen_tasks": len(seen),
+            "training_descriptions": len(train),
+            "evaluation_descriptions": len(evals),
+            "probes": probes,
+            "wall_s": time.perf_counter() - start,
+        },
+        args.out_dir,
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -55,8 +55,8 @@ def nearest_other_task(x: torch.Tensor, y: torch.Tensor, x_eval: torch.Tensor, y
 
 
 @torch.no_grad()
-def base_model_embeddings(name: str, texts: list[str], layer: int) -> torch.Tensor:
-    """Mean-pooled hidden states of ``layer`` of a causal LM (the base model as its own task encoder)."""
+def base_model_embeddings(name: str, texts: list[str], layers: list[int]) -> dict[int, torch.Tensor]:
+    """Mean-pooled hidden states of each of ``layers`` of a causal LM (the base model as its own task encoder)."""
     from transformers import AutoModelForCausalLM
 
     from lora_hyper.base_model import load_tokenizer, resolve_model_path
@@ -64,13 +64,14 @@ def base_model_embeddings(name: str, texts: list[str], layer: int) -> torch.Tens
     tok = load_tokenizer(name)
     tok.padding_side = "right"
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name), dtype=torch.float32).eval()
-    out = []
+    out: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     for i in range(0, len(texts), 64):
         enc = tok(texts[i : i + 64], padding=True, return_tensors="pt")
-        hidden = model.model(**enc, output_hidden_states=True).hidden_states[layer]
+        hidden = model.model(**enc, output_hidden_states=True).hidden_states
         mask = enc["attention_mask"].unsqueeze(-1).float()
-        out.append((hidden * mask).sum(1) / mask.sum(1))
-    return torch.cat(out)
+        for layer in layers:
+            out[layer].append((hidden[layer] * mask).sum(1) / mask.sum(1))
+    return {layer: torch.cat(v) for layer, v in out.items()}
 
 
 def main() -> None:
@@ -103,8 +104,8 @@ def main() -> None:
     encoder = TaskEncoder(args.encoder)
     features[args.encoder] = (encoder.encode(train), encoder.encode(evals))
     if args.base_model:
-        for layer in (int(v) for v in args.layers.split(",")):
-            both = base_model_embeddings(args.base_model, train + evals, layer)
+        layers = [int(v) for v in args.layers.split(",")]
+        for layer, both in base_model_embeddings(args.base_model, train + evals, layers).items():
             features[f"{args.base_model} layer {layer} mean"] = (both[: len(train)], both[len(train) :])
 
     probes: dict[str, Any] = {}

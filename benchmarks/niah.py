@@ -545,8 +545,10 @@ def final_evaluation(model: Any, size: dict[str, Any], rank_budget: int, gpu: bo
     )
     for b in prose["bins"]:
         print(f"[niah] D2L varied prose at {b['n_tokens']:>6} tokens: {b['accuracy']:.2f}", flush=True)
-    by_kind = {"niah": accuracy_by_needle_kind(final["samples"])}
-    by_kind["niah_prose"] = accuracy_by_needle_kind(prose["samples"])
+    by_kind = {
+        "niah": accuracy_by_needle_kind(final["samples"]),
+        "niah_prose": accuracy_by_needle_kind(prose["samples"]),
+    }
     for name, kinds in by_kind.items():
         print(
             f"[niah] {name} by needle: "

@@ -65,7 +65,7 @@ def task_scores(
     if n_train_desc > 0:
         trained = list(task.train_descriptions)[:n_train_desc]
         lora = model.generate_lora(trained)
-        out["t2l_train_description"] = [
+        out[TRAIN_DESC] = [
             x
             for i in range(len(trained))
             for x in scored(model.generate(prompts, lora.select(i), **kw), refs)
@@ -103,13 +103,13 @@ def main() -> None:
     p.add_argument("--name", default="t2l_smollm2_builtin")
     p.add_argument("--out-dir", default=None)
     args = p.parse_args()
+    if args.train_descriptions < 0:
+        p.error(f"--train-descriptions must be >= 0, got {args.train_descriptions}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = TextToLoRA.from_pretrained(args.model)
     corpus = TaskCorpus.load("builtin")
     groups = {"seen": pick_seen(corpus, args.seen), "held_out": sorted(corpus.held_out_tasks)}
-    if args.train_descriptions < 0:
-        p.error(f"--train-descriptions must be >= 0, got {args.train_descriptions}")
     per_task: dict[str, dict[str, list[float]]] = {m: {} for m in METHODS}
     if args.train_descriptions:
         per_task[TRAIN_DESC] = {}
@@ -125,8 +125,9 @@ def main() -> None:
             print(f"[{group}] {name}: {shown} ({time.perf_counter() - t0:.1f} s)", flush=True)
     summary: dict[str, Any] = {}
     for group, names in groups.items():
+        scored = [m for m in per_task if all(t in per_task[m] for t in names)]  # TRAIN_DESC: seen only
         means = {
-            m: sum(sum(per_task[m][t]) / len(per_task[m][t]) for t in names) / len(names) for m in METHODS
+            m: sum(sum(per_task[m][t]) / len(per_task[m][t]) for t in names) / len(names) for m in scored
         }
         summary[group] = {
             "tasks": names,
@@ -138,10 +139,7 @@ def main() -> None:
                 for b in ("base", "base_with_description")
             },
         }
-        if group == "seen" and TRAIN_DESC in per_task:
-            summary[group]["exact_match"][TRAIN_DESC] = sum(
-                sum(per_task[TRAIN_DESC][t]) / len(per_task[TRAIN_DESC][t]) for t in names
-            ) / len(names)
+        if TRAIN_DESC in scored:
             summary[group]["train_description_minus_t2l"] = paired_bootstrap(
                 {t: per_task[TRAIN_DESC][t] for t in names}, {t: per_task["t2l"][t] for t in names}
             )

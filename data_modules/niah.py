@@ -185,11 +185,10 @@ class NIAHDataModule(L.LightningDataModule):
             raise ValueError(
                 f"questions_per_doc must be in 1..{1 + len(QUESTION_VARIANTS)}, got {questions_per_doc}."
             )
-        if repeated_digit_prob is not None and not 0.0 <= repeated_digit_prob <= 1.0:
-            raise ValueError(
-                f"repeated_digit_prob must be in [0, 1] or null (uniform numbers), got {repeated_digit_prob}."
-            )
-        for name, prob in (("needle_only_prob", needle_only_prob), ("prose_prob", prose_prob)):
+        probs = {"needle_only_prob": needle_only_prob, "prose_prob": prose_prob}
+        if repeated_digit_prob is not None:  # None: uniform numbers
+            probs["repeated_digit_prob"] = repeated_digit_prob
+        for name, prob in probs.items():
             if not 0.0 <= prob <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {prob}.")
         for name, value in (

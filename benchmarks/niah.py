@@ -220,7 +220,9 @@ def base_in_context(
 ) -> list[dict[str, Any]]:
     """The base model with the haystack in its prompt, where the whole prompt fits the native window."""
     tok, window = module.tokenizer, module.native_window
-    rows = []
+    rows: list[dict[str, Any]] = []
+    if samples <= 0:  # --icl-samples 0: no in-context baseline
+        return rows
     for n in bins:
         examples = niah_examples(tok, n, samples, seed=1234, split="icl")
         prompts = [context_prompt(ex.context, NIAH_QUESTION) for ex in examples]

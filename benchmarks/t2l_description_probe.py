@@ -7,8 +7,11 @@ A linear classifier is fitted on the embeddings of every seen task's *training* 
 scored on the *evaluation* descriptions training never sees: the share of new phrasings whose task a linear read-out
 of the embedding recovers. A hypernetwork's first layer is such a read-out, so this bounds how often T2L can even
 tell which seen task a new phrasing asks for. Also reported: how often an evaluation description's nearest training
-description (Euclidean) belongs to another task, and the probe with Gaussian noise on the training embeddings (the
-cheapest augmentation). Writes ``benchmarks/results/t2l_description_probe.json``.
+description (Euclidean) belongs to another task, the probe with Gaussian noise on the training embeddings (the
+cheapest augmentation), and regularised read-outs of the default encoder's embeddings (mixup between two phrasings
+of one task, input dropout, a one-hidden-layer MLP, as a hypernetwork's trunk is): if none of them reads new
+phrasings much better, no training trick on the hypernetwork's side will. With ``--base-model``, also the
+concatenation of both encoders' features. Writes ``benchmarks/results/t2l_description_probe.json``.
 """
 
 from __future__ import annotations
@@ -25,22 +28,61 @@ from lora_hyper.encoders.task import DEFAULT_ENCODER, TaskEncoder
 
 from common import write_result
 
+# Regularised read-outs of the default encoder: name -> linear_probe keyword arguments.
+READOUTS: dict[str, dict[str, Any]] = {
+    "linear": {},
+    "linear, within-task mixup": {"mixup": True},
+    "linear, within-task mixup + noise 1.0": {"mixup": True, "noise": 1.0},
+    "linear, input dropout 0.3": {"dropout": 0.3},
+    "mlp 512": {"hidden": 512},
+    "mlp 512, input dropout 0.3": {"hidden": 512, "dropout": 0.3},
+    "mlp 512, noise 1.0": {"hidden": 512, "noise": 1.0},
+    "mlp 512, within-task mixup": {"hidden": 512, "mixup": True},
+}
+
 
 def linear_probe(
-    x: torch.Tensor, y: torch.Tensor, x_eval: torch.Tensor, y_eval: torch.Tensor, noise: float, seed: int
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_eval: torch.Tensor,
+    y_eval: torch.Tensor,
+    noise: float = 0.0,
+    seed: int = 0,
+    mixup: bool = False,
+    dropout: float = 0.0,
+    hidden: int = 0,
 ) -> dict[str, float]:
-    """Softmax regression on standardised features (full batch, Adam, 400 steps); train and eval accuracy."""
+    """Softmax regression (or a ``hidden``-wide GELU MLP) on standardised features, full batch, Adam, 400 steps.
+
+    ``noise``: Gaussian noise on the training features; ``mixup``: each training row mixed with a random phrasing
+    of the same task (weight ~ U(0, 1)); ``dropout``: on the input. Returns train and eval accuracy.
+    """
     torch.manual_seed(seed)
     mu, sd = x.mean(0), x.std(0) + 1e-6
     x, x_eval = (x - mu) / sd, (x_eval - mu) / sd
-    head = torch.nn.Linear(x.shape[1], int(y.max()) + 1)
-    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    n_classes = int(y.max()) + 1
+    layers: list[torch.nn.Module] = [torch.nn.Dropout(dropout)]
+    if hidden:
+        layers += [torch.nn.Linear(x.shape[1], hidden), torch.nn.GELU(), torch.nn.Linear(hidden, n_classes)]
+    else:
+        layers.append(torch.nn.Linear(x.shape[1], n_classes))
+    head = torch.nn.Sequential(*layers)
+    opt = torch.optim.Adam(head.parameters(), lr=3e-3 if hidden else 1e-2)
+    rows = [torch.nonzero(y == c).flatten() for c in range(n_classes)]
     for _ in range(400):
-        inp = x + noise * torch.randn_like(x) if noise > 0 else x
+        head.train()
+        inp = x
+        if mixup:
+            partner = torch.stack([r[torch.randint(len(r), (1,))][0] for r in rows])[y]
+            lam = torch.rand(len(x), 1)
+            inp = lam * x + (1 - lam) * x[partner]
+        if noise > 0:
+            inp = inp + noise * torch.randn_like(inp)
         loss = torch.nn.functional.cross_entropy(head(inp), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
+    head.eval()
     with torch.no_grad():
         return {
             "train_accuracy": (head(x).argmax(-1) == y).float().mean().item(),
@@ -82,6 +124,7 @@ def main() -> None:
     p.add_argument(
         "--noise", default="0,0.5,1.0", help="Gaussian noise std on standardised training features"
     )
+    p.add_argument("--seeds", type=int, default=2, help="seeds of each regularised read-out (mean reported)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--name", default="t2l_description_probe")
     p.add_argument("--out-dir", default=None)
@@ -105,8 +148,14 @@ def main() -> None:
     features[args.encoder] = (encoder.encode(train), encoder.encode(evals))
     if args.base_model:
         layers = [int(v) for v in args.layers.split(",")]
+        x, x_eval = features[args.encoder]
         for layer, both in base_model_embeddings(args.base_model, train + evals, layers).items():
-            features[f"{args.base_model} layer {layer} mean"] = (both[: len(train)], both[len(train) :])
+            key = f"{args.base_model} layer {layer} mean"
+            features[key] = (both[: len(train)], both[len(train) :])
+            features[f"{args.encoder} + {key}"] = (
+                torch.cat([x, features[key][0]], 1),
+                torch.cat([x_eval, features[key][1]], 1),
+            )
 
     probes: dict[str, Any] = {}
     for key, (x, x_eval) in features.items():
@@ -120,6 +169,16 @@ def main() -> None:
             f"noise {n}: {v['eval_accuracy']:.3f}" for n, v in probes[key]["linear_probe"].items()
         )
         print(f"{key}: eval-description task accuracy {shown}", flush=True)
+
+    x, x_eval = features[args.encoder]
+    readouts: dict[str, Any] = {}
+    for name, kwargs in READOUTS.items():
+        runs = [linear_probe(x, labels, x_eval, labels_eval, seed=s, **kwargs) for s in range(args.seeds)]
+        accs = [r["eval_accuracy"] for r in runs]
+        readouts[name] = {"eval_accuracy_mean": sum(accs) / len(accs), "eval_accuracy_per_seed": accs}
+        print(
+            f"{args.encoder}, {name}: eval-description task accuracy {readouts[name]['eval_accuracy_mean']:.3f}"
+        )
     path = write_result(
         args.name,
         {
@@ -128,6 +187,7 @@ def main() -> None:
             "training_descriptions": len(train),
             "evaluation_descriptions": len(evals),
             "probes": probes,
+            "regularised_readouts": {"encoder": args.encoder, "seeds": args.seeds, "readouts": readouts},
             "wall_s": time.perf_counter() - start,
         },
         args.out_dir,

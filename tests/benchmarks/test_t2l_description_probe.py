@@ -24,3 +24,15 @@ def test_separable_tasks_are_read_and_overlapping_ones_are_not():
     noisy = probe.linear_probe(x, y, x_eval, y_eval, noise=0.0, seed=0)
     assert noisy["eval_accuracy"] < 0.5
     assert probe.nearest_other_task(x, y, x_eval, y_eval) > 0.4
+
+
+def test_every_regularised_readout_reads_separable_tasks():
+    x, y = _clusters(20, 0.3, 0)
+    x_eval, y_eval = _clusters(5, 0.3, 1)
+    for name, kwargs in probe.READOUTS.items():
+        result = probe.linear_probe(x, y, x_eval, y_eval, seed=0, **kwargs)
+        assert result["eval_accuracy"] == 1.0, name
+    x, y = _clusters(20, 20.0, 0)
+    x_eval, y_eval = _clusters(50, 20.0, 1)
+    mlp = probe.linear_probe(x, y, x_eval, y_eval, seed=0, hidden=32, mixup=True)
+    assert mlp["eval_accuracy"] < 0.5  # mixup within a task cannot invent a signal that is not there

@@ -322,3 +322,27 @@ def test_repeated_digit_needles_are_weighted_as_asked(tiny_llama_dir):
     assert needle_sentence(int(item.qas[0][1])) in item.context
     with pytest.raises(ValueError, match="repeated_digit_prob"):
         NIAHDataModule("x", repeated_digit_prob=-0.1)
+
+
+def test_prose_haystacks_take_their_own_lengths_and_may_stay_one_long_chunk(tiny_llama_dir):
+    default = make_dm(tiny_llama_dir, prose_prob=0.5, max_chunks=8).train_dataset()
+    long = make_dm(
+        tiny_llama_dir, prose_prob=0.5, max_chunks=8, prose_lengths=(600, 1000), max_chunk_tokens=1024
+    ).train_dataset()
+    items = [long[i] for i in range(60)]
+    prose = [it for it in items if it.meta["prose"] and not it.meta["needle_only"]]
+    filler = [it for it in items if not it.meta["prose"] and not it.meta["needle_only"]]
+    assert prose and filler
+    assert all(598 <= it.meta["n_tokens"] <= 1002 for it in prose)
+    assert all(it.meta["n_tokens"] <= 258 for it in filler)  # train_lengths (32, 256) still rule filler
+    assert any(it.n_chunks == 1 for it in prose)  # a whole ~1K-token chunk, as the evaluation cuts them
+    # filler items draw exactly what they drew before (the extra draw is the prose items' alone)
+    for i, it in enumerate(items):
+        if not it.meta["prose"]:
+            assert it.context == default[i].context and it.n_chunks == default[i].n_chunks
+    capped = make_dm(tiny_llama_dir, prose_prob=0.5, max_chunks=8, prose_lengths=(600, 1000)).train_dataset()
+    assert all(capped[i].n_chunks >= 2 for i in range(60) if capped[i].meta["n_tokens"] > 512)  # reference cap
+    with pytest.raises(ValueError, match="prose_lengths"):
+        NIAHDataModule("x", prose_lengths=(300, 200))
+    with pytest.raises(ValueError, match="max_chunk_tokens"):
+        NIAHDataModule("x", max_chunk_tokens=0)

@@ -341,7 +341,9 @@ def test_prose_haystacks_take_their_own_lengths_and_may_stay_one_long_chunk(tiny
         if not it.meta["prose"]:
             assert it.context == default[i].context and it.n_chunks == default[i].n_chunks
     capped = make_dm(tiny_llama_dir, prose_prob=0.5, max_chunks=8, prose_lengths=(600, 1000)).train_dataset()
-    assert all(capped[i].n_chunks >= 2 for i in range(60) if capped[i].meta["n_tokens"] > 512)  # reference cap
+    assert all(
+        capped[i].n_chunks >= 2 for i in range(60) if capped[i].meta["n_tokens"] > 512
+    )  # reference cap
     with pytest.raises(ValueError, match="prose_lengths"):
         NIAHDataModule("x", prose_lengths=(300, 200))
     with pytest.raises(ValueError, match="max_chunk_tokens"):

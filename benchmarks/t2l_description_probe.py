@@ -1,7 +1,7 @@
 """How well can a task be read from a description never trained on? A linear probe on task-encoder embeddings.
 
-    python benchmarks/t2l_description_probe.py                 # MiniLM (the default T2L task encoder), ~20 s
-    python benchmarks/t2l_description_probe.py --base-model smollm2-135m-instruct   # + the base LLM's pooling, ~2 min
+    python benchmarks/t2l_description_probe.py                 # MiniLM (the default T2L task encoder), ~2.5 min
+    python benchmarks/t2l_description_probe.py --base-model smollm2-135m-instruct   # + the base LLM's pooling, ~6 min
 
 A linear classifier is fitted on the embeddings of every seen task's *training* descriptions (label: the task) and
 scored on the *evaluation* descriptions training never sees: the share of new phrasings whose task a linear read-out
@@ -54,8 +54,8 @@ def linear_probe(
 ) -> dict[str, float]:
     """Softmax regression (or a ``hidden``-wide GELU MLP) on standardised features, full batch, Adam, 400 steps.
 
-    ``noise``: Gaussian noise on the training features; ``mixup``: each training row mixed with a random phrasing
-    of the same task (weight ~ U(0, 1)); ``dropout``: on the input. Returns train and eval accuracy.
+    ``noise``: Gaussian noise on the training features; ``mixup``: each training row mixed with a phrasing of the
+    same task (one drawn per task and step; weight ~ U(0, 1)); ``dropout``: on the input. Returns train and eval accuracy.
     """
     torch.manual_seed(seed)
     mu, sd = x.mean(0), x.std(0) + 1e-6

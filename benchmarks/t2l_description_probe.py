@@ -145,10 +145,9 @@ def main() -> None:
 
     features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     encoder = TaskEncoder(args.encoder)
-    features[args.encoder] = (encoder.encode(train), encoder.encode(evals))
+    x, x_eval = features[args.encoder] = (encoder.encode(train), encoder.encode(evals))
     if args.base_model:
         layers = [int(v) for v in args.layers.split(",")]
-        x, x_eval = features[args.encoder]
         for layer, both in base_model_embeddings(args.base_model, train + evals, layers).items():
             key = f"{args.base_model} layer {layer} mean"
             features[key] = (both[: len(train)], both[len(train) :])
@@ -158,19 +157,18 @@ def main() -> None:
             )
 
     probes: dict[str, Any] = {}
-    for key, (x, x_eval) in features.items():
+    for key, (fx, fx_eval) in features.items():
         probes[key] = {
             "nearest_training_description_in_another_task": nearest_other_task(
-                x, labels, x_eval, labels_eval
+                fx, labels, fx_eval, labels_eval
             ),
-            "linear_probe": {str(n): linear_probe(x, labels, x_eval, labels_eval, n, 0) for n in noises},
+            "linear_probe": {str(n): linear_probe(fx, labels, fx_eval, labels_eval, n, 0) for n in noises},
         }
         shown = ", ".join(
             f"noise {n}: {v['eval_accuracy']:.3f}" for n, v in probes[key]["linear_probe"].items()
         )
         print(f"{key}: eval-description task accuracy {shown}", flush=True)
 
-    x, x_eval = features[args.encoder]
     readouts: dict[str, Any] = {}
     for name, kwargs in READOUTS.items():
         runs = [linear_probe(x, labels, x_eval, labels_eval, seed=s, **kwargs) for s in range(args.seeds)]

@@ -125,9 +125,9 @@ def main() -> None:
             print(f"[{group}] {name}: {shown} ({time.perf_counter() - t0:.1f} s)", flush=True)
     summary: dict[str, Any] = {}
     for group, names in groups.items():
-        scored = [m for m in per_task if all(t in per_task[m] for t in names)]  # TRAIN_DESC: seen only
+        methods = [m for m in per_task if all(t in per_task[m] for t in names)]  # TRAIN_DESC: seen only
         means = {
-            m: sum(sum(per_task[m][t]) / len(per_task[m][t]) for t in names) / len(names) for m in scored
+            m: sum(sum(per_task[m][t]) / len(per_task[m][t]) for t in names) / len(names) for m in methods
         }
         summary[group] = {
             "tasks": names,
@@ -139,7 +139,7 @@ def main() -> None:
                 for b in ("base", "base_with_description")
             },
         }
-        if TRAIN_DESC in scored:
+        if TRAIN_DESC in methods:
             summary[group]["train_description_minus_t2l"] = paired_bootstrap(
                 {t: per_task[TRAIN_DESC][t] for t in names}, {t: per_task["t2l"][t] for t in names}
             )

@@ -193,13 +193,13 @@ class NIAHDataModule(L.LightningDataModule):
         max_chunk_tokens: int = 512,
     ) -> None:
         super().__init__()
-        lengths = {"train_lengths": train_lengths}
-        if prose_lengths is not None:
-            lengths["prose_lengths"] = prose_lengths
-        for name, pair in lengths.items():
+        lengths: dict[str, tuple[int, int]] = {}  # validated (min, max) pairs; prose_lengths only when given
+        for name, pair in (("train_lengths", train_lengths), ("prose_lengths", prose_lengths)):
+            if pair is None:
+                continue
             if len(pair) != 2 or not 1 <= int(pair[0]) <= int(pair[1]):
                 raise ValueError(f"{name} must be [min, max] with 1 <= min <= max, got {list(pair)}.")
-        lo, hi = (int(x) for x in train_lengths)
+            lengths[name] = (int(pair[0]), int(pair[1]))
         if not 1 <= questions_per_doc <= 1 + len(QUESTION_VARIANTS):
             raise ValueError(
                 f"questions_per_doc must be in 1..{1 + len(QUESTION_VARIANTS)}, got {questions_per_doc}."
@@ -219,8 +219,8 @@ class NIAHDataModule(L.LightningDataModule):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}.")
         self.base_model = base_model
-        self.train_lengths = (lo, hi)
-        self.prose_lengths = None if prose_lengths is None else (int(prose_lengths[0]), int(prose_lengths[1]))
+        self.train_lengths = lengths["train_lengths"]
+        self.prose_lengths = lengths.get("prose_lengths")
         self.max_chunk_tokens = max_chunk_tokens
         self.val_bins = list(val_bins)
         self.test_bins = list(test_bins)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 import torch
@@ -51,11 +52,13 @@ def linear_probe(
     mixup: bool = False,
     dropout: float = 0.0,
     hidden: int = 0,
-) -> dict[str, float]:
+    return_predictions: bool = False,
+) -> dict[str, Any]:
     """Softmax regression (or a ``hidden``-wide GELU MLP) on standardised features, full batch, Adam, 400 steps.
 
     ``noise``: Gaussian noise on the training features; ``mixup``: each training row mixed with a phrasing of the
-    same task (one drawn per task and step; weight ~ U(0, 1)); ``dropout``: on the input. Returns train and eval accuracy.
+    same task (one drawn per task and step; weight ~ U(0, 1)); ``dropout``: on the input. Returns train and eval accuracy
+    (and the predicted class of every evaluation row with ``return_predictions``).
     """
     torch.manual_seed(seed)
     mu, sd = x.mean(0), x.std(0) + 1e-6
@@ -84,10 +87,20 @@ def linear_probe(
         opt.step()
     head.eval()
     with torch.no_grad():
-        return {
+        predicted = head(x_eval).argmax(-1)
+        out: dict[str, Any] = {
             "train_accuracy": (head(x).argmax(-1) == y).float().mean().item(),
-            "eval_accuracy": (head(x_eval).argmax(-1) == y_eval).float().mean().item(),
+            "eval_accuracy": (predicted == y_eval).float().mean().item(),
         }
+    if return_predictions:
+        out["eval_predictions"] = predicted.tolist()
+    return out
+
+
+def misread_pairs(predicted: list[int], y_eval: torch.Tensor, names: list[str]) -> list[dict[str, Any]]:
+    """(true task, task read) pairs of the misread evaluation descriptions, most frequent first."""
+    counts = Counter((names[t], names[p]) for t, p in zip(y_eval.tolist(), predicted, strict=True) if t != p)
+    return [{"task": t, "read_as": r, "n": n} for (t, r), n in counts.most_common()]
 
 
 def nearest_other_task(x: torch.Tensor, y: torch.Tensor, x_eval: torch.Tensor, y_eval: torch.Tensor) -> float:
@@ -168,6 +181,9 @@ def main() -> None:
             f"noise {n}: {v['eval_accuracy']:.3f}" for n, v in probes[key]["linear_probe"].items()
         )
         print(f"{key}: eval-description task accuracy {shown}", flush=True)
+    # which phrasings the default encoder's plain linear read-out misreads, and as which task
+    plain = linear_probe(x, labels, x_eval, labels_eval, return_predictions=True)
+    misread = misread_pairs(plain["eval_predictions"], labels_eval, seen)
 
     readouts: dict[str, Any] = {}
     for name, kwargs in READOUTS.items():
@@ -185,6 +201,11 @@ def main() -> None:
             "training_descriptions": len(train),
             "evaluation_descriptions": len(evals),
             "probes": probes,
+            "misread_by_linear_probe": {
+                "encoder": args.encoder,
+                "n": sum(m["n"] for m in misread),
+                "pairs": misread,
+            },
             "regularised_readouts": {"encoder": args.encoder, "seeds": args.seeds, "readouts": readouts},
             "wall_s": time.perf_counter() - start,
         },

@@ -36,3 +36,13 @@ def test_every_regularised_readout_reads_separable_tasks():
     x_eval, y_eval = _clusters(50, 20.0, 1)
     mlp = probe.linear_probe(x, y, x_eval, y_eval, seed=0, hidden=32, mixup=True)
     assert mlp["eval_accuracy"] < 0.5  # mixup within a task cannot invent a signal that is not there
+
+
+def test_misread_pairs_count_each_confusion_once_most_frequent_first():
+    y_eval = torch.tensor([0, 0, 1, 1, 2])
+    pairs = probe.misread_pairs([1, 1, 1, 0, 2], y_eval, ["a", "b", "c"])
+    assert pairs == [{"task": "a", "read_as": "b", "n": 2}, {"task": "b", "read_as": "a", "n": 1}]
+    x, y = _clusters(20, 0.3, 0)
+    x_eval, y_eval = _clusters(5, 0.3, 1)
+    result = probe.linear_probe(x, y, x_eval, y_eval, return_predictions=True)
+    assert result["eval_predictions"] == y_eval.tolist()

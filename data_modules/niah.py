@@ -67,6 +67,8 @@ class NIAHTrainDataset(Dataset):
         repeated_digit_prob: float | None = None,
         prose_lengths: tuple[int, int] | None = None,
         max_chunk_tokens: int = 512,
+        long_prob: float = 0.0,
+        long_lengths: tuple[int, int] | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.length = length
@@ -82,6 +84,8 @@ class NIAHTrainDataset(Dataset):
         self.repeated_digit_prob = repeated_digit_prob
         self.prose_lengths = prose_lengths
         self.max_chunk_tokens = max_chunk_tokens
+        self.long_prob = long_prob
+        self.long_lengths = long_lengths
 
     def __len__(self) -> int:
         return self.length
@@ -95,6 +99,8 @@ class NIAHTrainDataset(Dataset):
         prose = self.prose_prob > 0 and rng.random() < self.prose_prob
         if prose and self.prose_lengths is not None:  # an extra draw only then: older streams are unchanged
             n_tokens = rng.randint(*self.prose_lengths)
+        if not prose and self.long_prob > 0 and rng.random() < self.long_prob:  # extra draws only when set
+            n_tokens = rng.randint(*self.long_lengths)
         number = None  # uniform, drawn inside make_niah_example (the stream of earlier runs, unchanged)
         if self.repeated_digit_prob is not None:
             number = draw_needle_number(rng, self.repeated_digit_prob)
@@ -159,6 +165,11 @@ class NIAHDataModule(L.LightningDataModule):
             Models trained on prose of at most 256 tokens read a needle in a 1024-token prose chunk worse (0.80
             against 1.00 up to 512 tokens): the evaluation's chunks are 1024 tokens.
         max_chunk_tokens: largest training chunk; floors K at ``ceil(len / max_chunk_tokens)`` (reference: 512).
+        long_prob: fraction of the filler (not prose) training haystacks whose length comes from
+            ``long_lengths`` instead of ``train_lengths`` (default 0: none). A model trained on chunks of at most
+            256 tokens reads a needle in a 1024-token evaluation chunk worse (0.70 against 0.95 at 512): a few
+            long single chunks teach that length without making every step expensive.
+        long_lengths: min and max length of those long filler haystacks (required when ``long_prob`` > 0).
         with_teacher: add ``teacher_*`` rows (haystack in the prompt) to training and validation batches, for
             the distill objective (test batches never carry them).
         system_prompt: system message of chunk wrappers and question rows: ``""`` (default, the reference's
@@ -191,10 +202,17 @@ class NIAHDataModule(L.LightningDataModule):
         repeated_digit_prob: float | None = None,
         prose_lengths: tuple[int, int] | None = None,
         max_chunk_tokens: int = 512,
+        long_prob: float = 0.0,
+        long_lengths: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
-        lengths: dict[str, tuple[int, int]] = {}  # validated (min, max) pairs; prose_lengths only when given
-        for name, pair in (("train_lengths", train_lengths), ("prose_lengths", prose_lengths)):
+        lengths: dict[str, tuple[int, int]] = {}  # validated (min, max) pairs; optional ones only when given
+        named_pairs = (
+            ("train_lengths", train_lengths),
+            ("prose_lengths", prose_lengths),
+            ("long_lengths", long_lengths),
+        )
+        for name, pair in named_pairs:
             if pair is None:
                 continue
             if len(pair) != 2 or not 1 <= int(pair[0]) <= int(pair[1]):
@@ -204,12 +222,16 @@ class NIAHDataModule(L.LightningDataModule):
             raise ValueError(
                 f"questions_per_doc must be in 1..{1 + len(QUESTION_VARIANTS)}, got {questions_per_doc}."
             )
-        probs = {"needle_only_prob": needle_only_prob, "prose_prob": prose_prob}
+        probs = {"needle_only_prob": needle_only_prob, "prose_prob": prose_prob, "long_prob": long_prob}
         if repeated_digit_prob is not None:  # None: uniform numbers
             probs["repeated_digit_prob"] = repeated_digit_prob
         for name, prob in probs.items():
             if not 0.0 <= prob <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {prob}.")
+        if long_prob > 0 and long_lengths is None:
+            raise ValueError(
+                "long_prob > 0 needs long_lengths: [min, max] tokens of the long filler haystacks."
+            )
         for name, value in (
             ("train_samples", train_samples),
             ("batch_size", batch_size),
@@ -222,6 +244,8 @@ class NIAHDataModule(L.LightningDataModule):
         self.train_lengths = lengths["train_lengths"]
         self.prose_lengths = lengths.get("prose_lengths")
         self.max_chunk_tokens = max_chunk_tokens
+        self.long_prob = long_prob
+        self.long_lengths = lengths.get("long_lengths")
         self.val_bins = list(val_bins)
         self.test_bins = list(test_bins)
         self.train_samples = train_samples
@@ -302,6 +326,8 @@ class NIAHDataModule(L.LightningDataModule):
             repeated_digit_prob=self.repeated_digit_prob,
             prose_lengths=self.prose_lengths,
             max_chunk_tokens=self.max_chunk_tokens,
+            long_prob=self.long_prob,
+            long_lengths=self.long_lengths,
         )
 
     def _require_setup(self) -> None:

@@ -347,3 +347,26 @@ def test_prose_haystacks_take_their_own_lengths_and_may_stay_one_long_chunk(tiny
         NIAHDataModule("x", prose_lengths=(300, 200))
     with pytest.raises(ValueError, match="max_chunk_tokens"):
         NIAHDataModule("x", max_chunk_tokens=0)
+
+
+def test_a_fraction_of_filler_haystacks_take_the_long_lengths(tiny_llama_dir):
+    kw = {"prose_prob": 0.2, "max_chunks": 8, "max_chunk_tokens": 1024}
+    default = make_dm(tiny_llama_dir, **kw).train_dataset()
+    mixed = make_dm(tiny_llama_dir, long_prob=0.5, long_lengths=(600, 1000), **kw).train_dataset()
+    items = [mixed[i] for i in range(80)]
+    full = [it for it in items if not it.meta["needle_only"]]
+    filler = [it for it in full if not it.meta["prose"]]
+    long = [it for it in filler if it.meta["n_tokens"] > 258]
+    assert all(598 <= it.meta["n_tokens"] <= 1002 for it in long)
+    assert 0.25 < len(long) / len(filler) < 0.75  # about long_prob of the filler haystacks
+    assert any(it.n_chunks == 1 for it in long)  # a whole ~1K-token chunk, as the evaluation cuts them
+    assert all(it.meta["n_tokens"] <= 258 for it in full if it.meta["prose"])  # prose keeps its lengths
+    for i, it in enumerate(items):  # prose items draw exactly what they drew before (no extra draw)
+        if it.meta["prose"]:
+            assert it.context == default[i].context and it.n_chunks == default[i].n_chunks
+    with pytest.raises(ValueError, match="long_lengths"):
+        NIAHDataModule("x", long_prob=0.3)
+    with pytest.raises(ValueError, match="long_prob"):
+        NIAHDataModule("x", long_prob=1.5, long_lengths=(512, 1024))
+    with pytest.raises(ValueError, match="long_lengths"):
+        NIAHDataModule("x", long_prob=0.3, long_lengths=(1024, 512))

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from lora_hyper.data_modules.task_corpus import TaskCorpus
-from lora_hyper.encoders.task import DEFAULT_ENCODER, TaskEncoder
+from lora_hyper.encoders.task import DEFAULT_ENCODER, TaskEncoder, packaged_minilm_dir
 
 from common import write_result
 
@@ -109,6 +109,66 @@ def nearest_other_task(x: torch.Tensor, y: torch.Tensor, x_eval: torch.Tensor, y
     return (y[nearest] != y_eval).float().mean().item()
 
 
+def finetuned_encoder_probe(
+    path: str,
+    train: list[str],
+    y: torch.Tensor,
+    evals: list[str],
+    y_eval: torch.Tensor,
+    epochs: int,
+    lr: float = 5e-5,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """Fine-tune the sentence encoder itself (all layers) with a linear task head on the training descriptions;
+    score the evaluation descriptions after every epoch. Embeddings as ``TaskEncoder`` makes them (mean-pooled,
+    ``sqrt(dim)``-scaled unit vectors). Tells whether the encoder *can* learn to tell twin tasks apart from ~27
+    phrasings each, which a frozen encoder's read-out cannot (``--finetune-epochs``)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path, dtype=torch.float32)
+    dim = int(model.config.hidden_size)
+    head = torch.nn.Linear(dim, int(y.max()) + 1)
+    opt = torch.optim.AdamW(
+        [{"params": model.parameters(), "lr": lr}, {"params": head.parameters(), "lr": 1e-2}],
+        weight_decay=0.01,
+    )
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        enc = tok(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+        hidden = model(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1)
+        return torch.nn.functional.normalize(pooled, dim=-1) * dim**0.5
+
+    def predict(texts: list[str]) -> torch.Tensor:
+        model.eval()
+        with torch.no_grad():
+            return torch.cat([head(embed(texts[i : i + 128])).argmax(-1) for i in range(0, len(texts), 128)])
+
+    curve = []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(len(train))
+        for i in range(0, len(train), batch_size):
+            rows = order[i : i + batch_size].tolist()
+            loss = torch.nn.functional.cross_entropy(head(embed([train[r] for r in rows])), y[rows])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        predicted = predict(evals)
+        curve.append({"epoch": epoch, "eval_accuracy": (predicted == y_eval).float().mean().item()})
+        print(
+            f"fine-tuned encoder, epoch {epoch}: eval-description task accuracy {curve[-1]['eval_accuracy']:.3f}"
+        )
+    train_acc = (predict(train) == y).float().mean().item()
+    return {"lr": lr, "epochs": epochs, "seed": seed, "train_accuracy": train_acc, "curve": curve} | {
+        "eval_predictions": predicted.tolist()
+    }
+
+
 @torch.no_grad()
 def base_model_embeddings(name: str, texts: list[str], layers: list[int]) -> dict[int, torch.Tensor]:
     """Mean-pooled hidden states of each of ``layers`` of a causal LM (the base model as its own task encoder)."""
@@ -138,6 +198,13 @@ def main() -> None:
         "--noise", default="0,0.5,1.0", help="Gaussian noise std on standardised training features"
     )
     p.add_argument("--seeds", type=int, default=2, help="seeds of each regularised read-out (mean reported)")
+    p.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=0,
+        help="also fine-tune the encoder itself with a task head for this many epochs (~1-2 min each)",
+    )
+    p.add_argument("--finetune-lr", type=float, default=5e-5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--name", default="t2l_description_probe")
     p.add_argument("--out-dir", default=None)
@@ -193,6 +260,13 @@ def main() -> None:
         print(
             f"{args.encoder}, {name}: eval-description task accuracy {readouts[name]['eval_accuracy_mean']:.3f}"
         )
+    finetuned: dict[str, Any] | None = None
+    if args.finetune_epochs:
+        encoder_dir = str(packaged_minilm_dir()) if args.encoder == DEFAULT_ENCODER else args.encoder
+        finetuned = finetuned_encoder_probe(
+            encoder_dir, train, labels, evals, labels_eval, args.finetune_epochs, args.finetune_lr
+        )
+        finetuned["misread"] = misread_pairs(finetuned.pop("eval_predictions"), labels_eval, seen)
     path = write_result(
         args.name,
         {
@@ -207,6 +281,7 @@ def main() -> None:
                 "pairs": misread,
             },
             "regularised_readouts": {"encoder": args.encoder, "seeds": args.seeds, "readouts": readouts},
+            "finetuned_encoder": finetuned,
             "wall_s": time.perf_counter() - start,
         },
         args.out_dir,

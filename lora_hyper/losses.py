@@ -30,6 +30,17 @@ def per_sample_ce(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0) 
     return (tok * valid).sum(1) / valid.sum(1).clamp(min=1)
 
 
+def answer_window(labels: Tensor) -> int:
+    """How many trailing positions' logits predict every labelled token of ``labels`` (``logits_to_keep``):
+    question rows are left-padded with the answer last, so the LM head need not run over the prompts."""
+    valid = labels != IGNORE_INDEX
+    rows = valid.any(1)
+    if not bool(rows.any()):
+        return labels.shape[1]
+    start = int(valid.float().argmax(1)[rows].min())  # earliest first-labelled position over the rows
+    return min(labels.shape[1], labels.shape[1] - start + 1)
+
+
 def answer_logits(logits: Tensor, labels: Tensor) -> list[Tensor]:
     """Per row, the logits that predict the labelled tokens: ``[n_answer_tokens, vocab]`` each."""
     valid = labels[:, 1:] != IGNORE_INDEX

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from lora_hyper.base_model import load_base_model
 from lora_hyper.lora import LoRABatch, apply_lora
-from lora_hyper.losses import per_sample_ce
+from lora_hyper.losses import answer_window, per_sample_ce
 from lora_hyper.modules.args import SCHEDULES, OptimArgs, RuntimeArgs, from_flat, is_grouped, resolve_groups
 from lora_hyper.validation import InputError
 
@@ -151,13 +151,32 @@ class LoRATrainingModule(L.LightningModule):
         return {}
 
     def lm_logits(
-        self, lora: LoRABatch, batch: dict[str, Tensor], adapter_index: Tensor | None = None
+        self,
+        lora: LoRABatch,
+        batch: dict[str, Tensor],
+        adapter_index: Tensor | None = None,
+        logits_to_keep: int = 0,
     ) -> Tensor:
-        """Logits of the frozen base with ``lora`` applied per row (gradients flow into the factors)."""
+        """Logits of the frozen base with ``lora`` applied per row (gradients flow into the factors); only the
+        last ``logits_to_keep`` positions' when given and the model supports it (0: every position)."""
+        kwargs = {"logits_to_keep": logits_to_keep} if logits_to_keep and self._keeps_logits() else {}
         with apply_lora(self.base_model, lora, adapter_index=adapter_index):
-            return self.base_model(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            logits = self.base_model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs
             ).logits
+        return logits[:, -logits_to_keep:] if logits_to_keep else logits
+
+    def _keeps_logits(self) -> bool:
+        """Whether the base model's forward takes ``logits_to_keep`` (every recent transformers causal LM)."""
+        return "logits_to_keep" in inspect.signature(self.base_model.forward).parameters
+
+    def answer_logits_and_labels(
+        self, lora: LoRABatch, batch: dict[str, Tensor], adapter_index: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Logits and labels of the positions that predict answer tokens (the trailing window that holds them
+        all): the LM head, a fifth of a small model's forward, skips the prompts."""
+        keep = answer_window(batch["labels"])
+        return self.lm_logits(lora, batch, adapter_index, logits_to_keep=keep), batch["labels"][:, -keep:]
 
     def lm_loss(
         self,
@@ -167,7 +186,8 @@ class LoRATrainingModule(L.LightningModule):
         label_smoothing: float = 0.0,
     ) -> Tensor:
         """Per-row answer cross-entropy of the base with ``lora`` applied: ``[rows]``."""
-        return per_sample_ce(self.lm_logits(lora, batch, adapter_index), batch["labels"], label_smoothing)
+        logits, labels = self.answer_logits_and_labels(lora, batch, adapter_index)
+        return per_sample_ce(logits, labels, label_smoothing)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):

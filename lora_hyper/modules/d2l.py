@@ -14,7 +14,7 @@ from lora_hyper.encoders.context import ContextEncoder
 from lora_hyper.encoders.models import load_context_encoder
 from lora_hyper.generation import generate_answers
 from lora_hyper.hypernets.d2l import DocToLoRAHypernet, DocToLoRAHypernetConfig, group_sizes
-from lora_hyper.internalize import internalize_documents, internalize_images
+from lora_hyper.internalize import internalize_documents, internalize_images, length_sorted_slices
 from lora_hyper.lora import LoRABatch, LoRASpec
 from lora_hyper.losses import factor_l1, mean_by_group, per_sample_ce, topk_distill_per_sample
 from lora_hyper.modules.args import (
@@ -28,6 +28,9 @@ from lora_hyper.modules.args import (
 from lora_hyper.modules.base import LoRATrainingModule
 from lora_hyper.strategies import shard_fsdp2
 from lora_hyper.validation import InputError
+
+# Training slices of packed chunks end where the next chunk is more than 10% longer than the slice's shortest.
+TRAIN_PACK_PADDING = 0.1
 
 
 def consecutive_groups(doc_index: Tensor, n_docs: int) -> bool:
@@ -169,10 +172,27 @@ class DocToLoRAModule(LoRATrainingModule):
     # ------------------------------------------------------------------ training
     def chunk_adapters(self, batch: dict[str, Any]) -> LoRABatch:
         """One rank-``r`` adapter per chunk of a Doc-to-LoRA batch (all chunks encoded in one pass), no bias."""
+        ids, mask = batch["ctx_input_ids"], batch["ctx_attention_mask"]
         if not self._ctx_ids_checked:
-            self.check_context_ids(batch["ctx_input_ids"])
-        feats, mask = self.context_encoder(batch["ctx_input_ids"], batch["ctx_attention_mask"])
-        return self.hypernet(feats, mask, join=False)
+            self.check_context_ids(ids)
+        if not self.encoder.pack_chunks or ids.shape[0] < 2:
+            feats, fmask = self.context_encoder(ids, mask)
+            return self.hypernet(feats, fmask, join=False)
+        # length-sorted slices, each cut to its longest chunk (left padding: drop all-padding columns)
+        slices = length_sorted_slices(mask.sum(1).tolist(), ids.shape[0], max_padding=TRAIN_PACK_PADDING)
+        parts, gates, order = [], [], []
+        for rows in slices:
+            m = mask[rows]
+            keep = m.any(0)
+            feats, fmask = self.context_encoder(ids[rows][:, keep], m[:, keep])
+            parts.append(self.hypernet(feats, fmask, join=False))
+            if self.hypernet.last_gate is not None:
+                gates.append(self.hypernet.last_gate)
+            order += rows
+        back = torch.tensor(order, device=ids.device).argsort()  # back to batch order
+        if gates:
+            self.hypernet.last_gate = torch.cat(gates)[back]
+        return LoRABatch.cat(parts).select(back)
 
     def adapters(self, batch: dict[str, Any]) -> LoRABatch:
         """One adapter per document of a Doc-to-LoRA batch: its chunks' adapters summed, plus the bias block."""
@@ -184,9 +204,9 @@ class DocToLoRAModule(LoRATrainingModule):
         lora = self.hypernet.join(chunks, batch["ctx_doc_index"])
         qa = batch["qa_doc_index"]
         index = None if consecutive_groups(qa, lora.batch_size) else qa
-        logits = self.lm_logits(lora, batch, adapter_index=index)
+        logits, labels = self.answer_logits_and_labels(lora, batch, adapter_index=index)
         if self.loss.objective == "ce":
-            per_row = per_sample_ce(logits, batch["labels"], self.loss.label_smoothing)
+            per_row = per_sample_ce(logits, labels, self.loss.label_smoothing)
         else:
             if "teacher_input_ids" not in batch:
                 raise ValueError(
@@ -197,7 +217,7 @@ class DocToLoRAModule(LoRATrainingModule):
                     input_ids=batch["teacher_input_ids"], attention_mask=batch["teacher_attention_mask"]
                 ).logits
             per_row = topk_distill_per_sample(
-                logits, batch["labels"], teacher, batch["teacher_labels"], self.loss.distill_top_k
+                logits, labels, teacher, batch["teacher_labels"], self.loss.distill_top_k
             )
         qa_loss = mean_by_group(per_row, qa)
         l1 = factor_l1(chunks, self.hypernet.bias_lora(1), group_sizes(batch["ctx_doc_index"]))

@@ -165,6 +165,36 @@ def test_packed_internalize_equals_one_chunk_at_a_time(module):
         torch.testing.assert_close(packed.delta(m), single.delta(m), atol=1e-5, rtol=1e-4)
 
 
+def test_packed_training_chunks_equal_one_padded_pass(tiny_llama_dir):
+    """Training encodes chunks in length-sorted slices: same adapters, gates (in batch order) and gradients as
+    one pass padded to the longest chunk."""
+    docs = [
+        "The special magic number is 4321. " + "The sky is blue. " * 9,
+        "Short one.",
+        "z " * 40,
+        "ab " * 7,
+    ]
+    batch = encode_documents(make_module(tiny_llama_dir).tokenizer, docs, n_chunks=[1, 1, 3, 2], system="")
+    lengths = batch["ctx_attention_mask"].sum(1)
+    assert len(set(lengths.tolist())) > 2  # chunks of several lengths: more than one slice
+    results = []
+    for pack in (True, False):
+        module = make_module(tiny_llama_dir, perceiver={"chunk_gate": True}, encoder={"pack_chunks": pack})
+        chunks = module.chunk_adapters(batch)
+        loss = sum(chunks.delta(m).square().sum() for m in chunks.spec.target_modules)
+        loss.backward()
+        grads = [p.grad.clone() for p in module.hypernet.parameters() if p.grad is not None]
+        results.append((chunks.detach(), module.hypernet.last_gate.clone(), grads))
+    (packed, gate_p, grads_p), (padded, gate_q, grads_q) = results
+    assert gate_p.shape == (len(lengths),)
+    torch.testing.assert_close(gate_p, gate_q, atol=1e-5, rtol=1e-4)
+    for m in packed.spec.target_modules:
+        torch.testing.assert_close(packed.delta(m), padded.delta(m), atol=1e-5, rtol=1e-4)
+    assert len(grads_p) == len(grads_q) > 0
+    for a, b in zip(grads_p, grads_q):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-3)
+
+
 def test_include_bias_false_leaves_the_bias_block_out(module):
     doc = "The sky is blue. " * 5
     full = module.internalize([doc], chunk_length=8)

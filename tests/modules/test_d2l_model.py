@@ -210,6 +210,41 @@ def test_distill_objective_and_questions_per_document(tiny_llama_dir):
         module.losses(no_teacher)
 
 
+@pytest.mark.parametrize("objective", ["ce", "distill"])
+def test_answer_window_loss_equals_the_full_logits_loss(tiny_llama_dir, objective):
+    """The LM head runs only over the trailing positions that predict answer tokens: same loss as all logits."""
+    from lora_hyper.losses import answer_window, per_sample_ce, topk_distill_per_sample
+
+    module = make_module(tiny_llama_dir, loss={"objective": objective, "distill_top_k": 4})
+    perturb(module)
+    docs = ["The special magic number is 42.", "The special magic number is 7."]
+    qas = [
+        [(QUESTION, "4242"), ("Here we go, a much longer question than the other one.", "42")],
+        [(QUESTION, "7")],
+    ]
+    batch = d2l_batch(module.tokenizer, docs, qas, with_teacher=True)
+    keep = answer_window(batch["labels"])
+    assert 2 <= keep < batch["labels"].shape[1]  # the prompts are skipped
+    windowed = module.losses(batch)["qa_loss"]
+    lora = module.adapters(batch)
+    full = module.lm_logits(lora, batch, adapter_index=batch["qa_doc_index"])
+    assert full.shape[1] == batch["labels"].shape[1]
+    if objective == "ce":
+        per_row = per_sample_ce(full, batch["labels"])
+    else:
+        with torch.no_grad():
+            teacher = module.base_model(
+                input_ids=batch["teacher_input_ids"], attention_mask=batch["teacher_attention_mask"]
+            ).logits
+        per_row = topk_distill_per_sample(full, batch["labels"], teacher, batch["teacher_labels"], 4)
+    from lora_hyper.losses import mean_by_group
+
+    torch.testing.assert_close(windowed, mean_by_group(per_row, batch["qa_doc_index"]), atol=1e-5, rtol=1e-5)
+    labels = torch.tensor([[-100, -100, 5, 6], [-100, -100, -100, 7], [-100, -100, -100, -100]])
+    assert answer_window(labels) == 3  # position 1's logits predict the first answer token (position 2)
+    assert answer_window(torch.full((2, 5), -100)) == 5 and answer_window(torch.tensor([[1, 2]])) == 2
+
+
 def test_generate_groups_and_errors(module):
     lora = module.internalize(["The sky is blue.", "The grass is green."])
     out = module.generate(

@@ -69,6 +69,7 @@ class NIAHTrainDataset(Dataset):
         max_chunk_tokens: int = 512,
         long_prob: float = 0.0,
         long_lengths: tuple[int, int] | None = None,
+        long_start: int = 0,
     ) -> None:
         self.tokenizer = tokenizer
         self.length = length
@@ -86,6 +87,7 @@ class NIAHTrainDataset(Dataset):
         self.max_chunk_tokens = max_chunk_tokens
         self.long_prob = long_prob
         self.long_lengths = long_lengths
+        self.long_start = long_start
 
     def __len__(self) -> int:
         return self.length
@@ -99,7 +101,8 @@ class NIAHTrainDataset(Dataset):
         prose = self.prose_prob > 0 and rng.random() < self.prose_prob
         if prose and self.prose_lengths is not None:  # an extra draw only then: older streams are unchanged
             n_tokens = rng.randint(*self.prose_lengths)
-        if not prose and self.long_prob > 0 and rng.random() < self.long_prob:  # extra draws only when set
+        long_on = self.long_prob > 0 and index >= self.long_start
+        if not prose and long_on and rng.random() < self.long_prob:  # extra draws only when on
             n_tokens = rng.randint(*self.long_lengths)
         number = None  # uniform, drawn inside make_niah_example (the stream of earlier runs, unchanged)
         if self.repeated_digit_prob is not None:
@@ -170,6 +173,8 @@ class NIAHDataModule(L.LightningDataModule):
             256 tokens reads a needle in a 1024-token evaluation chunk worse (0.70 against 0.95 at 512): a few
             long single chunks teach that length without making every step expensive.
         long_lengths: min and max length of those long filler haystacks (required when ``long_prob`` > 0).
+        long_start_step: the training step (``batch_size`` samples each) from which long haystacks appear: the
+            short ones teach reading digits exactly at a third of the cost per step, the long ones the chunk length.
         with_teacher: add ``teacher_*`` rows (haystack in the prompt) to training and validation batches, for
             the distill objective (test batches never carry them).
         system_prompt: system message of chunk wrappers and question rows: ``""`` (default, the reference's
@@ -204,6 +209,7 @@ class NIAHDataModule(L.LightningDataModule):
         max_chunk_tokens: int = 512,
         long_prob: float = 0.0,
         long_lengths: tuple[int, int] | None = None,
+        long_start_step: int = 0,
     ) -> None:
         super().__init__()
         lengths: dict[str, tuple[int, int]] = {}  # validated (min, max) pairs; optional ones only when given
@@ -228,6 +234,8 @@ class NIAHDataModule(L.LightningDataModule):
         for name, prob in probs.items():
             if not 0.0 <= prob <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {prob}.")
+        if long_start_step < 0:
+            raise ValueError(f"long_start_step must be >= 0, got {long_start_step}.")
         if long_prob > 0 and long_lengths is None:
             raise ValueError(
                 "long_prob > 0 needs long_lengths: [min, max] tokens of the long filler haystacks."
@@ -246,6 +254,7 @@ class NIAHDataModule(L.LightningDataModule):
         self.max_chunk_tokens = max_chunk_tokens
         self.long_prob = long_prob
         self.long_lengths = lengths.get("long_lengths")
+        self.long_start_step = long_start_step
         self.val_bins = list(val_bins)
         self.test_bins = list(test_bins)
         self.train_samples = train_samples
@@ -328,6 +337,7 @@ class NIAHDataModule(L.LightningDataModule):
             max_chunk_tokens=self.max_chunk_tokens,
             long_prob=self.long_prob,
             long_lengths=self.long_lengths,
+            long_start=self.long_start_step * self.batch_size,
         )
 
     def _require_setup(self) -> None:

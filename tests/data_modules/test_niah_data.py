@@ -370,3 +370,15 @@ def test_a_fraction_of_filler_haystacks_take_the_long_lengths(tiny_llama_dir):
         NIAHDataModule("x", long_prob=1.5, long_lengths=(512, 1024))
     with pytest.raises(ValueError, match="long_lengths"):
         NIAHDataModule("x", long_prob=0.3, long_lengths=(1024, 512))
+    with pytest.raises(ValueError, match="long_start_step"):
+        NIAHDataModule("x", long_prob=0.3, long_lengths=(512, 1024), long_start_step=-1)
+
+
+def test_long_haystacks_start_at_the_given_step(tiny_llama_dir):
+    kw = {"prose_prob": 0.2, "max_chunks": 8, "max_chunk_tokens": 1024, "batch_size": 2}
+    default = make_dm(tiny_llama_dir, **kw).train_dataset()
+    late = make_dm(tiny_llama_dir, long_prob=0.5, long_lengths=(600, 1000), long_start_step=20, **kw)
+    items = [late.train_dataset()[i] for i in range(80)]
+    before, after = items[:40], items[40:]  # step 20 of batches of 2 starts at sample 40
+    assert all(a.context == b.context for a, b in zip(before, (default[i] for i in range(40))))
+    assert any(it.meta["n_tokens"] > 500 for it in after if not it.meta["needle_only"])

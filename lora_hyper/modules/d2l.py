@@ -171,7 +171,8 @@ class DocToLoRAModule(LoRATrainingModule):
 
     # ------------------------------------------------------------------ training
     def chunk_adapters(self, batch: dict[str, Any]) -> LoRABatch:
-        """One rank-``r`` adapter per chunk of a Doc-to-LoRA batch (all chunks encoded in one pass), no bias."""
+        """One rank-``r`` adapter per chunk of a Doc-to-LoRA batch, no bias: chunks encoded in length-sorted
+        slices (``encoder.pack_chunks``) or in one pass padded to the longest."""
         ids, mask = batch["ctx_input_ids"], batch["ctx_attention_mask"]
         if not self._ctx_ids_checked:
             self.check_context_ids(ids)

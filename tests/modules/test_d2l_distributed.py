@@ -32,7 +32,8 @@ from lora_hyper.modules.d2l import DocToLoRAModule
 strategy, devices, model_dir, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 torch.set_num_threads(1)
 NUMBERS = ["1234", "42", "2024", "100"]
-DOCS = [f"The grass is green. The special magic number is {n}. The sky is blue." for n in NUMBERS]
+# documents of different lengths: every batch is encoded in several packed slices (several hypernet forwards)
+DOCS = [f"The grass is green. {'The sky is blue. ' * k}The special magic number is {n}." for k, n in zip([0, 4, 1, 6], NUMBERS)]
 Q = "What is the special magic number?"
 
 

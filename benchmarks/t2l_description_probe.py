@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from lora_hyper.data_modules.task_corpus import TaskCorpus
-from lora_hyper.encoders.task import DEFAULT_ENCODER, TaskEncoder, packaged_minilm_dir
+from lora_hyper.encoders.task import DEFAULT_ENCODER, TaskEncoder, packaged_minilm_dir, pool_hidden
 
 from common import write_result
 
@@ -138,9 +138,7 @@ def finetuned_encoder_probe(
 
     def embed(texts: list[str]) -> torch.Tensor:
         enc = tok(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
-        hidden = model(**enc).last_hidden_state
-        mask = enc["attention_mask"].unsqueeze(-1).float()
-        pooled = (hidden * mask).sum(1) / mask.sum(1)
+        pooled = pool_hidden(model(**enc).last_hidden_state, enc["attention_mask"], "mean")
         return torch.nn.functional.normalize(pooled, dim=-1) * dim**0.5
 
     def predict(texts: list[str]) -> torch.Tensor:
@@ -164,8 +162,13 @@ def finetuned_encoder_probe(
             f"fine-tuned encoder, epoch {epoch}: eval-description task accuracy {curve[-1]['eval_accuracy']:.3f}"
         )
     train_acc = (predict(train) == y).float().mean().item()
-    return {"lr": lr, "epochs": epochs, "seed": seed, "train_accuracy": train_acc, "curve": curve} | {
-        "eval_predictions": predicted.tolist()
+    return {
+        "lr": lr,
+        "epochs": epochs,
+        "seed": seed,
+        "train_accuracy": train_acc,
+        "curve": curve,
+        "eval_predictions": predicted.tolist(),
     }
 
 

@@ -4,7 +4,7 @@ document, joined with the bias block and compressed to a rank budget if asked.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -95,16 +95,33 @@ def internalize_documents(
         from tqdm.auto import tqdm
 
         slices = tqdm(slices, desc="internalize", unit="batch")
-    parts, order = [], []
+    chunks = packed_chunk_loras(encoder, hypernet, ids, mask, slices, device).detach()
+    return _per_document(hypernet, chunks, doc_index.to(device), include_bias, rank_budget)
+
+
+def packed_chunk_loras(
+    encoder: ContextEncoder,
+    hypernet: DocToLoRAHypernet,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    slices: Iterable[list[int]],
+    device: torch.device,
+) -> LoRABatch:
+    """Per-chunk adapters (no bias) of left-padded chunks ``ids``/``mask``, encoded slice by slice (each cut to
+    its longest chunk), returned in the chunks' order; the hypernetwork's ``last_gate`` follows that order too."""
+    parts, gates, order = [], [], []
     for rows in slices:
         m = mask[rows]
         keep = m.any(0)  # left padding: drop columns that are padding in every row of this slice
-        x, m = ids[rows][:, keep].to(device), m[:, keep].to(device)
-        feats, fmask = encoder(x, m)
-        parts.append(hypernet(feats, fmask, join=False).detach())
+        feats, fmask = encoder(ids[rows][:, keep].to(device), m[:, keep].to(device))
+        parts.append(hypernet(feats, fmask, join=False))
+        if hypernet.last_gate is not None:
+            gates.append(hypernet.last_gate)
         order += rows
-    chunks = LoRABatch.cat(parts).select(torch.tensor(order).argsort())  # back to document order
-    return _per_document(hypernet, chunks, doc_index.to(device), include_bias, rank_budget)
+    back = torch.tensor(order, device=device).argsort()  # back to the chunks' order
+    if gates:
+        hypernet.last_gate = torch.cat(gates)[back]
+    return LoRABatch.cat(parts).select(back)
 
 
 def _per_document(

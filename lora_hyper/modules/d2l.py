@@ -14,7 +14,12 @@ from lora_hyper.encoders.context import ContextEncoder
 from lora_hyper.encoders.models import load_context_encoder
 from lora_hyper.generation import generate_answers
 from lora_hyper.hypernets.d2l import DocToLoRAHypernet, DocToLoRAHypernetConfig, group_sizes
-from lora_hyper.internalize import internalize_documents, internalize_images, length_sorted_slices
+from lora_hyper.internalize import (
+    internalize_documents,
+    internalize_images,
+    length_sorted_slices,
+    packed_chunk_loras,
+)
 from lora_hyper.lora import LoRABatch, LoRASpec
 from lora_hyper.losses import factor_l1, mean_by_group, per_sample_ce, topk_distill_per_sample
 from lora_hyper.modules.args import (
@@ -179,21 +184,8 @@ class DocToLoRAModule(LoRATrainingModule):
         if not self.encoder.pack_chunks or ids.shape[0] < 2:
             feats, fmask = self.context_encoder(ids, mask)
             return self.hypernet(feats, fmask, join=False)
-        # length-sorted slices, each cut to its longest chunk (left padding: drop all-padding columns)
         slices = length_sorted_slices(mask.sum(1).tolist(), ids.shape[0], max_padding=TRAIN_PACK_PADDING)
-        parts, gates, order = [], [], []
-        for rows in slices:
-            m = mask[rows]
-            keep = m.any(0)
-            feats, fmask = self.context_encoder(ids[rows][:, keep], m[:, keep])
-            parts.append(self.hypernet(feats, fmask, join=False))
-            if self.hypernet.last_gate is not None:
-                gates.append(self.hypernet.last_gate)
-            order += rows
-        back = torch.tensor(order, device=ids.device).argsort()  # back to batch order
-        if gates:
-            self.hypernet.last_gate = torch.cat(gates)[back]
-        return LoRABatch.cat(parts).select(back)
+        return packed_chunk_loras(self.context_encoder, self.hypernet, ids, mask, slices, ids.device)
 
     def adapters(self, batch: dict[str, Any]) -> LoRABatch:
         """One adapter per document of a Doc-to-LoRA batch: its chunks' adapters summed, plus the bias block."""

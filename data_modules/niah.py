@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -43,6 +43,77 @@ __all__ = [
 ]
 
 
+PHASE_FIELDS = (
+    "lengths",
+    "prose_prob",
+    "prose_lengths",
+    "repeated_digit_prob",
+    "long_prob",
+    "long_lengths",
+    "max_chunk_tokens",
+    "max_chunks",
+)  # NIAHTrainDataset's mix fields (the data module's ``train_lengths`` is the dataset's ``lengths``)
+_MIX_NAMES = ("train_lengths",) + PHASE_FIELDS[1:]
+
+
+def _check_mix(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Validate the haystack-mix fields in ``values`` (data-module names) and normalise length pairs to tuples."""
+    out = dict(values)
+    for name, value in values.items():
+        if name.endswith("_lengths"):
+            if value is None:
+                if name == "train_lengths":
+                    raise ValueError(f"{where}train_lengths must be [min, max], got None.")
+                continue
+            if len(value) != 2 or not 1 <= int(value[0]) <= int(value[1]):
+                raise ValueError(f"{where}{name} must be [min, max] with 1 <= min <= max, got {list(value)}.")
+            out[name] = (int(value[0]), int(value[1]))
+        elif name.endswith("_prob"):
+            if value is None and name == "repeated_digit_prob":  # None: uniform numbers
+                continue
+            if value is None or not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"{where}{name} must be in [0, 1], got {value}.")
+        elif value is None or int(value) < 1:  # max_chunk_tokens, max_chunks
+            raise ValueError(f"{where}{name} must be >= 1, got {value}.")
+    return out
+
+
+def _check_phases(phases: Sequence[Mapping[str, Any]] | None, mix: dict[str, Any]) -> list[dict[str, Any]]:
+    """Validate ``phases`` against the base ``mix``: known fields, increasing start steps, long lengths known."""
+    if mix["long_prob"] > 0 and mix["long_lengths"] is None:
+        raise ValueError("long_prob > 0 needs long_lengths: [min, max] tokens of the long filler haystacks.")
+    checked: list[dict[str, Any]] = []
+    current, last_start = dict(mix), 0
+    for i, phase in enumerate(phases or []):
+        where = f"phases[{i}]."
+        if not isinstance(phase, Mapping) or "start_step" not in phase:
+            raise ValueError(f"phases[{i}] must be a mapping with start_step and the fields it changes.")
+        unknown = sorted(set(phase) - {"start_step", *_MIX_NAMES})
+        if unknown:
+            raise ValueError(
+                f"{where}{unknown[0]} is not a phase field; use one of: {', '.join(_MIX_NAMES)}."
+            )
+        start = phase["start_step"]
+        if not isinstance(start, int) or start <= last_start:
+            raise ValueError(
+                f"{where}start_step must be an integer above {last_start} (the previous start), got {start!r}."
+            )
+        changes = _check_mix({k: v for k, v in phase.items() if k != "start_step"}, where)
+        current.update(changes)
+        if current["long_prob"] > 0 and current["long_lengths"] is None:
+            raise ValueError(
+                f"{where}long_prob > 0 needs long_lengths: [min, max] tokens of the long haystacks."
+            )
+        checked.append({"start_step": start, **changes})
+        last_start = start
+    return checked
+
+
+def _dataset_fields(phase: Mapping[str, Any]) -> dict[str, Any]:
+    """A checked phase in ``NIAHTrainDataset``'s field names."""
+    return {("lengths" if k == "train_lengths" else k): v for k, v in phase.items() if k != "start_step"}
+
+
 def _questions(rng: random.Random, k: int) -> list[str]:
     """The reference question first, then ``k - 1`` paraphrases (more ways to ask, same answer)."""
     return [NIAH_QUESTION] + rng.sample(list(QUESTION_VARIANTS), k - 1)
@@ -70,6 +141,7 @@ class NIAHTrainDataset(Dataset):
         long_prob: float = 0.0,
         long_lengths: tuple[int, int] | None = None,
         long_start: int = 0,
+        phases: Sequence[tuple[int, dict[str, Any]]] = (),
     ) -> None:
         self.tokenizer = tokenizer
         self.length = length
@@ -88,25 +160,35 @@ class NIAHTrainDataset(Dataset):
         self.long_prob = long_prob
         self.long_lengths = long_lengths
         self.long_start = long_start
+        self.phases = sorted(phases, key=lambda p: p[0])  # (first sample index, the fields it changes)
 
     def __len__(self) -> int:
         return self.length
 
+    def settings(self, index: int) -> dict[str, Any]:
+        """The mix fields in force for sample ``index``: the defaults, then every phase started by then."""
+        values = {name: getattr(self, name) for name in PHASE_FIELDS}
+        for start, changes in self.phases:
+            if index >= start:
+                values.update(changes)
+        return values
+
     def __getitem__(self, i: int) -> DocItem:
         index = (self.offset + i) % self.length
+        mix = self.settings(index) if self.phases else {n: getattr(self, n) for n in PHASE_FIELDS}
         rng = example_rng(self.seed, "train", index)
-        n_tokens = rng.randint(*self.lengths)
+        n_tokens = rng.randint(*mix["lengths"])
         needle_only = rng.random() < self.needle_only_prob
         depth = balanced_depth(index, rng)
-        prose = self.prose_prob > 0 and rng.random() < self.prose_prob
-        if prose and self.prose_lengths is not None:  # an extra draw only then: older streams are unchanged
-            n_tokens = rng.randint(*self.prose_lengths)
-        long_on = self.long_prob > 0 and index >= self.long_start
-        if not prose and long_on and rng.random() < self.long_prob:  # extra draws only when on
-            n_tokens = rng.randint(*self.long_lengths)
+        prose = mix["prose_prob"] > 0 and rng.random() < mix["prose_prob"]
+        if prose and mix["prose_lengths"] is not None:  # an extra draw only then: older streams are unchanged
+            n_tokens = rng.randint(*mix["prose_lengths"])
+        long_on = mix["long_prob"] > 0 and index >= self.long_start
+        if not prose and long_on and rng.random() < mix["long_prob"]:  # extra draws only when on
+            n_tokens = rng.randint(*mix["long_lengths"])
         number = None  # uniform, drawn inside make_niah_example (the stream of earlier runs, unchanged)
-        if self.repeated_digit_prob is not None:
-            number = draw_needle_number(rng, self.repeated_digit_prob)
+        if mix["repeated_digit_prob"] is not None:
+            number = draw_needle_number(rng, mix["repeated_digit_prob"])
         ex = make_niah_example(
             self.tokenizer,
             n_tokens,
@@ -121,11 +203,11 @@ class NIAHTrainDataset(Dataset):
             ex = NIAHExample(context, ex.question, ex.answer, len(self.tokenizer(context)["input_ids"]), 0.0)
         k = sample_n_chunks(
             rng,
-            self.max_chunks,
+            mix["max_chunks"],
             ex.n_tokens,
             self.min_chunk_tokens,
             self.chunk_distribution,
-            self.max_chunk_tokens,
+            mix["max_chunk_tokens"],
         )
         qas = [(q, ex.answer) for q in _questions(rng, self.questions_per_doc)]
         meta = {"n_tokens": ex.n_tokens, "depth": ex.depth, "needle_only": needle_only, "prose": prose}
@@ -175,6 +257,12 @@ class NIAHDataModule(L.LightningDataModule):
         long_lengths: min and max length of those long filler haystacks (required when ``long_prob`` > 0).
         long_start_step: the training step (``batch_size`` samples each) from which long haystacks appear: the
             short ones teach reading digits exactly at a third of the cost per step, the long ones the chunk length.
+        phases: later training mixes in one run, each a mapping with ``start_step`` (the training step it takes
+            over from, ``batch_size`` samples each) and any of ``train_lengths``, ``prose_prob``,
+            ``prose_lengths``, ``repeated_digit_prob``, ``long_prob``, ``long_lengths``, ``max_chunk_tokens``,
+            ``max_chunks``; a phase changes only the fields it names and keeps the earlier ones. What the shipped
+            model learnt in separate stages (digits on short haystacks, then long chunks, prose, repeated digits)
+            in one recipe. Samples are still a function of seed and index, so resume stays exact.
         with_teacher: add ``teacher_*`` rows (haystack in the prompt) to training and validation batches, for
             the distill objective (test batches never carry them).
         system_prompt: system message of chunk wrappers and question rows: ``""`` (default, the reference's
@@ -210,50 +298,40 @@ class NIAHDataModule(L.LightningDataModule):
         long_prob: float = 0.0,
         long_lengths: tuple[int, int] | None = None,
         long_start_step: int = 0,
+        phases: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
-        lengths: dict[str, tuple[int, int]] = {}  # validated (min, max) pairs; optional ones only when given
-        named_pairs = (
-            ("train_lengths", train_lengths),
-            ("prose_lengths", prose_lengths),
-            ("long_lengths", long_lengths),
-        )
-        for name, pair in named_pairs:
-            if pair is None:
-                continue
-            if len(pair) != 2 or not 1 <= int(pair[0]) <= int(pair[1]):
-                raise ValueError(f"{name} must be [min, max] with 1 <= min <= max, got {list(pair)}.")
-            lengths[name] = (int(pair[0]), int(pair[1]))
         if not 1 <= questions_per_doc <= 1 + len(QUESTION_VARIANTS):
             raise ValueError(
                 f"questions_per_doc must be in 1..{1 + len(QUESTION_VARIANTS)}, got {questions_per_doc}."
             )
-        probs = {"needle_only_prob": needle_only_prob, "prose_prob": prose_prob, "long_prob": long_prob}
-        if repeated_digit_prob is not None:  # None: uniform numbers
-            probs["repeated_digit_prob"] = repeated_digit_prob
-        for name, prob in probs.items():
-            if not 0.0 <= prob <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {prob}.")
+        mix = _check_mix(
+            {
+                "train_lengths": train_lengths,
+                "prose_prob": prose_prob,
+                "prose_lengths": prose_lengths,
+                "repeated_digit_prob": repeated_digit_prob,
+                "long_prob": long_prob,
+                "long_lengths": long_lengths,
+                "max_chunk_tokens": max_chunk_tokens,
+                "max_chunks": max_chunks,
+            },
+            "",
+        )
+        if not 0.0 <= needle_only_prob <= 1.0:
+            raise ValueError(f"needle_only_prob must be in [0, 1], got {needle_only_prob}.")
         if long_start_step < 0:
             raise ValueError(f"long_start_step must be >= 0, got {long_start_step}.")
-        if long_prob > 0 and long_lengths is None:
-            raise ValueError(
-                "long_prob > 0 needs long_lengths: [min, max] tokens of the long filler haystacks."
-            )
-        for name, value in (
-            ("train_samples", train_samples),
-            ("batch_size", batch_size),
-            ("max_chunks", max_chunks),
-            ("max_chunk_tokens", max_chunk_tokens),
-        ):
+        for name, value in (("train_samples", train_samples), ("batch_size", batch_size)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}.")
+        self.phases = _check_phases(phases, mix)
         self.base_model = base_model
-        self.train_lengths = lengths["train_lengths"]
-        self.prose_lengths = lengths.get("prose_lengths")
+        self.train_lengths = mix["train_lengths"]
+        self.prose_lengths = mix["prose_lengths"]
         self.max_chunk_tokens = max_chunk_tokens
         self.long_prob = long_prob
-        self.long_lengths = lengths.get("long_lengths")
+        self.long_lengths = mix["long_lengths"]
         self.long_start_step = long_start_step
         self.val_bins = list(val_bins)
         self.test_bins = list(test_bins)
@@ -338,6 +416,7 @@ class NIAHDataModule(L.LightningDataModule):
             long_prob=self.long_prob,
             long_lengths=self.long_lengths,
             long_start=self.long_start_step * self.batch_size,
+            phases=[(int(p["start_step"]) * self.batch_size, _dataset_fields(p)) for p in self.phases],
         )
 
     def _require_setup(self) -> None:

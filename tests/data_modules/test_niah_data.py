@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from types import SimpleNamespace
 
@@ -382,3 +383,46 @@ def test_long_haystacks_start_at_the_given_step(tiny_llama_dir):
     before, after = items[:40], items[40:]  # step 20 of batches of 2 starts at sample 40
     assert all(a.context == b.context for a, b in zip(before, (default[i] for i in range(40))))
     assert any(it.meta["n_tokens"] > 500 for it in after if not it.meta["needle_only"])
+
+
+def test_phases_change_the_mix_from_their_start_step(tiny_llama_dir):
+    kw = {"prose_prob": 0.2, "max_chunks": 8, "batch_size": 2}
+    default = make_dm(tiny_llama_dir, **kw).train_dataset()
+    phases = [
+        {"start_step": 10, "long_prob": 0.5, "long_lengths": [600, 1000], "max_chunk_tokens": 1024},
+        {"start_step": 30, "prose_prob": 1.0, "prose_lengths": [300, 400], "repeated_digit_prob": 1.0},
+    ]
+    phased = make_dm(tiny_llama_dir, phases=phases, **kw).train_dataset()
+    items = [phased[i] for i in range(100)]
+    # before the first phase (step 10 of batches of 2 = sample 20): the same stream as without phases
+    assert all(
+        a.context == default[i].context and a.n_chunks == default[i].n_chunks
+        for i, a in enumerate(items[:20])
+    )
+    first = [it for it in items[20:60] if not it.meta["needle_only"] and not it.meta["prose"]]
+    assert any(it.meta["n_tokens"] > 500 for it in first)  # long filler haystacks, some kept in one chunk
+    assert any(it.meta["n_tokens"] > 500 and it.n_chunks == 1 for it in first)
+    last = items[60:]  # the second phase keeps the first's fields and adds its own
+    assert all(it.meta["prose"] for it in last)
+    assert all(298 <= it.meta["n_tokens"] <= 402 for it in last if not it.meta["needle_only"])
+    assert all(any(a == b for a, b in itertools.pairwise(it.qas[0][1])) for it in last)  # repeated digits
+    assert phased.settings(59)["long_prob"] == 0.5 and phased.settings(60)["prose_prob"] == 1.0
+    assert phased.settings(0)["long_prob"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("phases", "match"),
+    [
+        ([{"long_prob": 0.5}], "start_step"),
+        ([{"start_step": 0, "prose_prob": 0.5}], r"phases\[0\]\.start_step"),
+        ([{"start_step": 5}, {"start_step": 5}], r"phases\[1\]\.start_step must be an integer above 5"),
+        ([{"start_step": 5, "needle_only_prob": 0.5}], "needle_only_prob is not a phase field"),
+        ([{"start_step": 5, "prose_prob": 2}], r"phases\[0\]\.prose_prob must be in \[0, 1\]"),
+        ([{"start_step": 5, "long_prob": 0.5}], r"phases\[0\]\.long_prob > 0 needs long_lengths"),
+        ([{"start_step": 5, "prose_lengths": [9, 3]}], r"phases\[0\]\.prose_lengths"),
+        ([{"start_step": 5, "max_chunks": 0}], r"phases\[0\]\.max_chunks must be >= 1"),
+    ],
+)
+def test_bad_phases_fail_with_one_clear_line(phases, match):
+    with pytest.raises(ValueError, match=match):
+        NIAHDataModule("x", phases=phases)

@@ -255,10 +255,11 @@ class NIAHDataModule(L.LightningDataModule):
             256 tokens reads a needle in a 1024-token evaluation chunk worse (0.70 against 0.95 at 512): a few
             long single chunks teach that length without making every step expensive.
         long_lengths: min and max length of those long filler haystacks (required when ``long_prob`` > 0).
-        long_start_step: the training step (``batch_size`` samples each) from which long haystacks appear: the
-            short ones teach reading digits exactly at a third of the cost per step, the long ones the chunk length.
-        phases: later training mixes in one run, each a mapping with ``start_step`` (the training step it takes
-            over from, ``batch_size`` samples each) and any of ``train_lengths``, ``prose_prob``,
+        long_start_step: the optimizer step (``samples_per_step()`` samples each) from which long haystacks
+            appear: the short ones teach reading digits exactly at a third of the cost per step, the long ones the
+            chunk length.
+        phases: later training mixes in one run, each a mapping with ``start_step`` (the optimizer step it takes
+            over from, ``samples_per_step()`` samples each) and any of ``train_lengths``, ``prose_prob``,
             ``prose_lengths``, ``repeated_digit_prob``, ``long_prob``, ``long_lengths``, ``max_chunk_tokens``,
             ``max_chunks``; a phase changes only the fields it names and keeps the earlier ones. What the shipped
             model learnt in separate stages (digits on short haystacks, then long chunks, prose, repeated digits)
@@ -415,9 +416,16 @@ class NIAHDataModule(L.LightningDataModule):
             max_chunk_tokens=self.max_chunk_tokens,
             long_prob=self.long_prob,
             long_lengths=self.long_lengths,
-            long_start=self.long_start_step * self.batch_size,
-            phases=[(int(p["start_step"]) * self.batch_size, _dataset_fields(p)) for p in self.phases],
+            long_start=self.long_start_step * self.samples_per_step(),
+            phases=[(p["start_step"] * self.samples_per_step(), _dataset_fields(p)) for p in self.phases],
         )
+
+    def samples_per_step(self) -> int:
+        """Training samples one optimizer step consumes (batch x accumulation x ranks), what step counts mean."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return self.batch_size
+        return self.batch_size * trainer.accumulate_grad_batches * trainer.world_size
 
     def _require_setup(self) -> None:
         if self.tokenizer is None:
@@ -470,9 +478,7 @@ class NIAHDataModule(L.LightningDataModule):
         seen = self.samples_seen
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.global_step > 0:
-            seen = (
-                trainer.global_step * self.batch_size * trainer.accumulate_grad_batches * trainer.world_size
-            )
+            seen = trainer.global_step * self.samples_per_step()
         return {"samples_seen": int(seen), "seed": self.seed, "stateful_loader": True}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

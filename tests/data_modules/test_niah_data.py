@@ -426,3 +426,11 @@ def test_phases_change_the_mix_from_their_start_step(tiny_llama_dir):
 def test_bad_phases_fail_with_one_clear_line(phases, match):
     with pytest.raises(ValueError, match=match):
         NIAHDataModule("x", phases=phases)
+
+
+def test_phase_steps_count_optimizer_steps_under_accumulation_and_ranks(tiny_llama_dir):
+    dm = make_dm(tiny_llama_dir, batch_size=2, phases=[{"start_step": 5, "prose_prob": 1.0}])
+    assert dm.train_dataset().phases[0][0] == 10  # no trainer: batch_size samples per step
+    dm.trainer = SimpleNamespace(accumulate_grad_batches=3, world_size=2, global_step=0)
+    assert dm.samples_per_step() == 12
+    assert dm.train_dataset().phases[0][0] == 60  # step 5 of 12 samples each

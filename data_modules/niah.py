@@ -56,25 +56,40 @@ PHASE_FIELDS = (
 _MIX_NAMES = ("train_lengths",) + PHASE_FIELDS[1:]
 
 
+def _whole(value: Any) -> int | None:
+    """``value`` as an int when it is a whole number (not a bool, a string or a fraction), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value)
+
+
 def _check_mix(values: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Validate the haystack-mix fields in ``values`` (data-module names) and normalise length pairs to tuples."""
+    """Validate the haystack-mix fields in ``values`` (data-module names) and return them typed: length pairs as
+    int tuples, probabilities as floats, counts as ints (so a bad phase fails here, not hours into a run)."""
     out = dict(values)
     for name, value in values.items():
         if name.endswith("_lengths"):
-            if value is None:
-                if name == "train_lengths":
-                    raise ValueError(f"{where}train_lengths must be [min, max], got None.")
+            if value is None and name != "train_lengths":  # optional ranges: None falls back to train_lengths
                 continue
-            if len(value) != 2 or not 1 <= int(value[0]) <= int(value[1]):
-                raise ValueError(f"{where}{name} must be [min, max] with 1 <= min <= max, got {list(value)}.")
-            out[name] = (int(value[0]), int(value[1]))
+            pair = [_whole(v) for v in value] if isinstance(value, (list, tuple)) else []
+            if len(pair) != 2 or None in pair or not 1 <= pair[0] <= pair[1]:
+                raise ValueError(
+                    f"{where}{name} must be [min, max] token counts with 1 <= min <= max, got {value!r}."
+                )
+            out[name] = (pair[0], pair[1])
         elif name.endswith("_prob"):
             if value is None and name == "repeated_digit_prob":  # None: uniform numbers
                 continue
-            if value is None or not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"{where}{name} must be in [0, 1], got {value}.")
-        elif value is None or int(value) < 1:  # max_chunk_tokens, max_chunks
-            raise ValueError(f"{where}{name} must be >= 1, got {value}.")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{where}{name} must be a number in [0, 1], got {value!r}.")
+            out[name] = float(value)
+        else:  # max_chunk_tokens, max_chunks
+            count = _whole(value)
+            if count is None or count < 1:
+                raise ValueError(f"{where}{name} must be a whole number >= 1, got {value!r}.")
+            out[name] = count
     return out
 
 
@@ -82,6 +97,10 @@ def _check_phases(phases: Sequence[Mapping[str, Any]] | None, mix: dict[str, Any
     """Validate ``phases`` against the base ``mix``: known fields, increasing start steps, long lengths known."""
     if mix["long_prob"] > 0 and mix["long_lengths"] is None:
         raise ValueError("long_prob > 0 needs long_lengths: [min, max] tokens of the long filler haystacks.")
+    if phases is not None and (isinstance(phases, (str, Mapping)) or not isinstance(phases, Sequence)):
+        raise ValueError(
+            f"phases must be a list of mappings (start_step + fields), got {type(phases).__name__}."
+        )
     checked: list[dict[str, Any]] = []
     current, last_start = dict(mix), 0
     for i, phase in enumerate(phases or []):
@@ -94,9 +113,10 @@ def _check_phases(phases: Sequence[Mapping[str, Any]] | None, mix: dict[str, Any
                 f"{where}{unknown[0]} is not a phase field; use one of: {', '.join(_MIX_NAMES)}."
             )
         start = phase["start_step"]
-        if not isinstance(start, int) or start <= last_start:
+        if isinstance(start, bool) or not isinstance(start, int) or start <= last_start:
+            after = "the previous phase's start" if checked else "0"
             raise ValueError(
-                f"{where}start_step must be an integer above {last_start} (the previous start), got {start!r}."
+                f"{where}start_step must be an integer above {last_start} ({after}), got {start!r}."
             )
         changes = _check_mix({k: v for k, v in phase.items() if k != "start_step"}, where)
         current.update(changes)
@@ -261,9 +281,11 @@ class NIAHDataModule(L.LightningDataModule):
         phases: later training mixes in one run, each a mapping with ``start_step`` (the optimizer step it takes
             over from, ``samples_per_step()`` samples each) and any of ``train_lengths``, ``prose_prob``,
             ``prose_lengths``, ``repeated_digit_prob``, ``long_prob``, ``long_lengths``, ``max_chunk_tokens``,
-            ``max_chunks``; a phase changes only the fields it names and keeps the earlier ones. What the shipped
-            model learnt in separate stages (digits on short haystacks, then long chunks, prose, repeated digits)
-            in one recipe. Samples are still a function of seed and index, so resume stays exact.
+            ``max_chunks``; a phase changes only the fields it names and keeps the earlier ones (``prose_lengths:
+            null`` goes back to ``train_lengths``). Start steps are >= 1 and increasing; a phase's ``long_prob``
+            still waits for ``long_start_step``. What the shipped model learnt in separate stages (digits on short
+            haystacks, then long chunks, prose, repeated digits) in one recipe. Samples are still a function of seed
+            and index, so resume stays exact.
         with_teacher: add ``teacher_*`` rows (haystack in the prompt) to training and validation batches, for
             the distill objective (test batches never carry them).
         system_prompt: system message of chunk wrappers and question rows: ``""`` (default, the reference's

@@ -3,10 +3,12 @@
     python benchmarks/niah.py                 # full: one GPU, ~5 minutes of training (bf16, large batch)
     python benchmarks/niah.py --quick         # 2 CPU cores: a short run that shows the learning curve start
     # the shipped d2l-smollm2-niah: train (resumable, --resume CKPT), then evaluate the saved model
-    python benchmarks/niah.py --recipe recipes/d2l/niah_smollm2_cpu.yaml --train-only --ckpt-dir outputs/niah_ckpt \
-        --save-model outputs/d2l-smollm2-niah --name niah_cpu_train --max-minutes 110 --eval-every 100 --eval-samples 10
-    python benchmarks/niah.py --eval-only outputs/d2l-smollm2-niah --train-result benchmarks/results/niah_cpu_train.json \
-        --name niah_cpu --bins 256,1024,4096,8192,16384,32768,40960 --samples-per-bin 20
+    python benchmarks/niah.py --recipe recipes/d2l/niah_smollm2_cpu_2h.yaml --train-only --ckpt-dir outputs/niah_2h_ckpt \
+        --save-model outputs/d2l-smollm2-niah-2h --name niah_cpu_2h_train --eval-every 100 --eval-samples 10 \
+        --health-every 200 --max-minutes 125
+    python benchmarks/niah.py --eval-only outputs/d2l-smollm2-niah-2h --name niah_cpu_2h \
+        --train-result benchmarks/results/niah_cpu_2h_train.json --bins 256,1024,4096,8192,16384,32768,40960 \
+        --samples-per-bin 20 --prose-bins 1024,2048,4096 --icl-samples 0
 
 Trains ``DocToLoRAModule`` (packaged SmolLM2-135M-Instruct, down_proj r=8, early-exit encoder, CE on the
 number) with ``NIAHDataModule`` (contexts of 32-256 tokens only, 1..8 random chunks, a needle-only curriculum),

@@ -44,7 +44,7 @@ __all__ = [
 
 
 PHASE_FIELDS = (
-    "lengths",
+    "train_lengths",
     "prose_prob",
     "prose_lengths",
     "repeated_digit_prob",
@@ -52,8 +52,7 @@ PHASE_FIELDS = (
     "long_lengths",
     "max_chunk_tokens",
     "max_chunks",
-)  # NIAHTrainDataset's mix fields (the data module's ``train_lengths`` is the dataset's ``lengths``)
-_MIX_NAMES = ("train_lengths",) + PHASE_FIELDS[1:]
+)  # the haystack-mix fields a phase may change (attributes of NIAHTrainDataset under the same names)
 
 
 def _whole(value: Any) -> int | None:
@@ -107,10 +106,10 @@ def _check_phases(phases: Sequence[Mapping[str, Any]] | None, mix: dict[str, Any
         where = f"phases[{i}]."
         if not isinstance(phase, Mapping) or "start_step" not in phase:
             raise ValueError(f"phases[{i}] must be a mapping with start_step and the fields it changes.")
-        unknown = sorted(set(phase) - {"start_step", *_MIX_NAMES})
+        unknown = sorted(set(phase) - {"start_step", *PHASE_FIELDS})
         if unknown:
             raise ValueError(
-                f"{where}{unknown[0]} is not a phase field; use one of: {', '.join(_MIX_NAMES)}."
+                f"{where}{unknown[0]} is not a phase field; use one of: {', '.join(PHASE_FIELDS)}."
             )
         start = phase["start_step"]
         if isinstance(start, bool) or not isinstance(start, int) or start <= last_start:
@@ -127,11 +126,6 @@ def _check_phases(phases: Sequence[Mapping[str, Any]] | None, mix: dict[str, Any
         checked.append({"start_step": start, **changes})
         last_start = start
     return checked
-
-
-def _dataset_fields(phase: Mapping[str, Any]) -> dict[str, Any]:
-    """A checked phase in ``NIAHTrainDataset``'s field names."""
-    return {("lengths" if k == "train_lengths" else k): v for k, v in phase.items() if k != "start_step"}
 
 
 def _questions(rng: random.Random, k: int) -> list[str]:
@@ -166,7 +160,7 @@ class NIAHTrainDataset(Dataset):
         self.tokenizer = tokenizer
         self.length = length
         self.seed = seed
-        self.lengths = lengths
+        self.train_lengths = lengths
         self.questions_per_doc = questions_per_doc
         self.max_chunks = max_chunks
         self.min_chunk_tokens = min_chunk_tokens
@@ -195,9 +189,9 @@ class NIAHTrainDataset(Dataset):
 
     def __getitem__(self, i: int) -> DocItem:
         index = (self.offset + i) % self.length
-        mix = self.settings(index) if self.phases else {n: getattr(self, n) for n in PHASE_FIELDS}
+        mix = self.settings(index)
         rng = example_rng(self.seed, "train", index)
-        n_tokens = rng.randint(*mix["lengths"])
+        n_tokens = rng.randint(*mix["train_lengths"])
         needle_only = rng.random() < self.needle_only_prob
         depth = balanced_depth(index, rng)
         prose = mix["prose_prob"] > 0 and rng.random() < mix["prose_prob"]
@@ -439,7 +433,10 @@ class NIAHDataModule(L.LightningDataModule):
             long_prob=self.long_prob,
             long_lengths=self.long_lengths,
             long_start=self.long_start_step * self.samples_per_step(),
-            phases=[(p["start_step"] * self.samples_per_step(), _dataset_fields(p)) for p in self.phases],
+            phases=[
+                (p["start_step"] * self.samples_per_step(), {k: v for k, v in p.items() if k != "start_step"})
+                for p in self.phases
+            ],
         )
 
     def samples_per_step(self) -> int:

@@ -68,7 +68,10 @@ def apply_lora(model: nn.Module, lora: LoRABatch, adapter_index: Tensor | None =
     try:
         for m in spec.target_modules:
             # The scale goes into the small B factor once here, not in every forward (generate runs many).
-            b_scaled = lora.B[m] * float(lora.scale)
+            # One unbind per factor, not a select per layer: each select's backward writes a zero tensor the
+            # size of every layer's factors, which made the backward quadratic in the layer count.
+            a_layers = lora.A[m].unbind(1)
+            b_layers = (lora.B[m] * float(lora.scale)).unbind(1)
             for layer in range(spec.n_layers):
                 name = spec.module_name(m, layer)
                 target = modules.get(name)
@@ -76,7 +79,7 @@ def apply_lora(model: nn.Module, lora: LoRABatch, adapter_index: Tensor | None =
                     raise ValueError(
                         f"apply_lora: module {name!r} not found; was the spec discovered on this model?"
                     )
-                hook = _lora_hook(lora.A[m][:, layer], b_scaled[:, layer], adapter_index)
+                hook = _lora_hook(a_layers[layer], b_layers[layer], adapter_index)
                 handles.append(target.register_forward_hook(hook))
         yield model
     finally:

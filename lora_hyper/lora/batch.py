@@ -116,7 +116,10 @@ class LoRABatch:
         if isinstance(index, int):
             index = slice(index, index + 1) if index != -1 else slice(-1, None)
         elif not isinstance(index, slice):
-            index = torch.as_tensor(index, dtype=torch.long, device=self.device)
+            index = torch.as_tensor(index, dtype=torch.long, device=self.device).reshape(-1)
+            # index_select: its backward is an index_add, far cheaper on CPU than advanced indexing's
+            # accumulating index_put.
+            return self._map(lambda t: t.index_select(0, index))
         return self._map(lambda t: t[index])
 
     def to(self, *args, **kwargs) -> LoRABatch:
@@ -178,8 +181,10 @@ class LoRABatch:
         for m in self.spec.target_modules:
             a, b = self.A[m], self.B[m]  # [N, L, r, in], [N, L, out, r]
             n_groups, L = len(sizes), a.shape[1]
-            ga = a[rows] * valid[:, :, None, None, None].to(a.dtype)  # [G, k, L, r, in]
-            gb = b[rows]  # padding rows already zero in A
+            flat = rows.reshape(-1)  # index_select: a cheap backward (see select)
+            ga = a.index_select(0, flat).view(n_groups, k, *a.shape[1:])
+            ga = ga * valid[:, :, None, None, None].to(a.dtype)  # [G, k, L, r, in]
+            gb = b.index_select(0, flat).view(n_groups, k, *b.shape[1:])  # padding rows already zero in A
             A[m] = ga.permute(0, 2, 1, 3, 4).reshape(n_groups, L, k * a.shape[2], a.shape[3])
             B[m] = gb.permute(0, 2, 3, 1, 4).reshape(n_groups, L, b.shape[2], k * b.shape[3])
         return LoRABatch(self.spec, A, B, self.scale)

@@ -19,6 +19,11 @@ from lora_hyper.modules.args import SCHEDULES, OptimArgs, RuntimeArgs, from_flat
 from lora_hyper.validation import InputError
 
 
+def _contiguous_input(module: torch.nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: the module's first input as a contiguous tensor (a no-op when it already is)."""
+    return (args[0].contiguous(), *args[1:])
+
+
 def warmup_schedule(total_steps: int, warmup: float | int, kind: str = "cosine", min_ratio: float = 0.0):
     """LR multiplier: linear warm-up over ``warmup`` steps (or that fraction of ``total_steps`` when < 1),
     then ``cosine`` / ``linear`` decay to ``min_ratio``, or ``constant``."""
@@ -160,10 +165,18 @@ class LoRATrainingModule(L.LightningModule):
         """Logits of the frozen base with ``lora`` applied per row (gradients flow into the factors); only the
         last ``logits_to_keep`` positions' when given and the model supports it (0: every position)."""
         kwargs = {"logits_to_keep": logits_to_keep} if logits_to_keep and self._keeps_logits() else {}
-        with apply_lora(self.base_model, lora, adapter_index=adapter_index):
-            logits = self.base_model(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs
-            ).logits
+        head = self.base_model.get_output_embeddings() if kwargs else None
+        # The kept positions reach the LM head as a strided view, which CPU matmul serves by expanding the
+        # vocabulary-sized weight per row (~3x the time, forward and backward); a contiguous copy avoids it.
+        handle = head.register_forward_pre_hook(_contiguous_input) if head is not None else None
+        try:
+            with apply_lora(self.base_model, lora, adapter_index=adapter_index):
+                logits = self.base_model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs
+                ).logits
+        finally:
+            if handle is not None:
+                handle.remove()
         return logits[:, -logits_to_keep:] if logits_to_keep else logits
 
     def _keeps_logits(self) -> bool:

@@ -316,6 +316,12 @@ def parse_args() -> argparse.Namespace:
         "hypernetwork sizes of --quick or the full GPU size)",
     )
     p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the hypernetwork's initialisation (the data's: --override data.init_args.seed=N)",
+    )
+    p.add_argument(
         "--override",
         action="append",
         default=[],
@@ -603,7 +609,7 @@ def main() -> None:
     gpu = torch.cuda.is_available()
     if not gpu:
         torch.set_num_threads(args.threads)
-    L.seed_everything(0)
+    L.seed_everything(args.seed)
     name = args.name or (
         "niah" + ("_quick" if args.quick else "") + ("_smoke" if args.smoke else "") + ("_gpu" if gpu else "")
     )
@@ -629,7 +635,7 @@ def main() -> None:
                 if size["curriculum"]
                 else f"none (needle_only_prob {size['data_args'].get('needle_only_prob')})"
             ),
-            "seed": 0,
+            "seed": args.seed,
         }
     payload: dict[str, Any] = {
         "command": " ".join(["python", *sys.argv]),

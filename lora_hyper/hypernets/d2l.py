@@ -132,6 +132,9 @@ class DocToLoRAHypernet(nn.Module):
             nn.init.zeros_(self.gate.weight)
             nn.init.constant_(self.gate.bias, GATE_BIAS_INIT)
         self.last_gate: Tensor | None = None  # the latest chunk gates (detached), for logging
+        # Training sets this while the gate must not learn yet (``gate_start_step``): its value still scales A,
+        # its parameters get zero gradients (zeros, not none, so DDP still sees them used).
+        self.gate_frozen = False
         self.scale_A = nn.Parameter(torch.ones(L, n_mod, r))
         self.scale_B = nn.Parameter(torch.zeros(L, n_mod, r))
         rb = r if c.bias_rank is None else c.bias_rank
@@ -189,6 +192,8 @@ class DocToLoRAHypernet(nn.Module):
         gate = None
         if self.gate is not None:
             gate = torch.sigmoid(self.gate(z.mean(dim=(1, 2, 3))))  # [chunks, 1]
+            if self.gate_frozen:
+                gate = gate.detach() + 0.0 * gate
             self.last_gate = gate.detach().squeeze(-1)
         A, B = {}, {}
         for i, m in enumerate(self.spec.target_modules):

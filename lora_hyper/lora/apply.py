@@ -22,8 +22,8 @@ def _lora_hook(a: Tensor, b: Tensor, adapter_index: Tensor | None):
         aa, bb = a.to(x.dtype), b.to(x.dtype)
         if adapter_index is not None:
             # Arbitrary row -> adapter map: one copy of A/B per row (never per token).
-            idx = adapter_index.to(x.device)
-            aa, bb, groups = aa[idx], bb[idx], rows
+            idx = adapter_index.to(x.device).long()
+            aa, bb, groups = aa.index_select(0, idx), bb.index_select(0, idx), rows  # cheap backward
         else:
             if rows % n:
                 raise RuntimeError(

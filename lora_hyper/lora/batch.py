@@ -112,15 +112,27 @@ class LoRABatch:
 
     # ----------------------------------------------------------------------------------------- ops
     def select(self, index: int | Sequence[int] | Tensor | slice) -> LoRABatch:
-        """Adapters of some samples; an int keeps the batch axis (``batch_size == 1``)."""
+        """Adapters of some samples (indices, negative ones counting from the end, or a boolean mask); an int
+        keeps the batch axis (``batch_size == 1``)."""
         if isinstance(index, int):
             index = slice(index, index + 1) if index != -1 else slice(-1, None)
-        elif not isinstance(index, slice):
-            index = torch.as_tensor(index, dtype=torch.long, device=self.device).reshape(-1)
-            # index_select: its backward is an index_add, far cheaper on CPU than advanced indexing's
-            # accumulating index_put.
-            return self._map(lambda t: t.index_select(0, index))
-        return self._map(lambda t: t[index])
+        if isinstance(index, slice):
+            return self._map(lambda t: t[index])
+        index = torch.as_tensor(index, device=self.device)
+        if index.dtype == torch.bool:
+            if index.shape != (self.batch_size,):
+                raise ValueError(
+                    f"a boolean select mask needs shape ({self.batch_size},), got {tuple(index.shape)}."
+                )
+            index = index.nonzero().squeeze(1)
+        index = index.long().reshape(-1)
+        n = self.batch_size
+        if bool(((index < -n) | (index >= n)).any()):
+            raise IndexError(f"select index out of range for {n} adapters: {index.tolist()}.")
+        index = torch.where(index < 0, index + n, index)
+        # index_select: its backward is an index_add, far cheaper on CPU than advanced indexing's accumulating
+        # index_put.
+        return self._map(lambda t: t.index_select(0, index))
 
     def to(self, *args, **kwargs) -> LoRABatch:
         """Like ``Tensor.to`` for every factor (device and/or dtype)."""

@@ -209,6 +209,9 @@ class PerceiverArgs:
         chunk_gate: a learned per-chunk relevance gate multiplied into A (its mean is logged as ``chunk_gate``).
         gate_lr_multiplier: learning-rate multiplier of the gate's parameters (a warm start at a low learning
             rate needs a fast gate: it must move its logit by several units).
+        gate_start_step: optimizer step from which the gate learns; before it the gate stays at its initial,
+            open value (zero gradient). A fast gate trained from step 0 can shut every chunk, needle included,
+            before the hypernetwork has learned to read, and a shut gate passes no gradient back.
     """
 
     latent_dim: int = 256
@@ -222,20 +225,20 @@ class PerceiverArgs:
     head_init: str = "reference"
     chunk_gate: bool = False
     gate_lr_multiplier: float = 1.0
+    gate_start_step: int = 0
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "n_latents", "n_blocks", "n_heads"):
             positive(getattr(self, name), name)
         _choice("head_init", self.head_init, HEAD_INITS)
-        _non_negative(self, "gate_lr_multiplier")
+        _non_negative(self, "gate_lr_multiplier", "gate_start_step")
         if self.bias_rank is not None:
             _non_negative(self, "bias_rank")
 
     def hypernet_config(self) -> dict[str, Any]:
-        """The fields that size ``DocToLoRAHypernetConfig`` (all but the optimiser's gate multiplier)."""
-        return {
-            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "gate_lr_multiplier"
-        }
+        """The fields that size ``DocToLoRAHypernetConfig`` (all but the training-only gate settings)."""
+        training_only = ("gate_lr_multiplier", "gate_start_step")
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in training_only}
 
 
 @dataclass(frozen=True)

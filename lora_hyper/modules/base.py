@@ -21,6 +21,8 @@ from lora_hyper.validation import InputError
 
 def _contiguous_input(module: torch.nn.Module, args: tuple) -> tuple:
     """Forward pre-hook: the module's first input as a contiguous tensor (a no-op when it already is)."""
+    if not args or not isinstance(args[0], Tensor):
+        return None
     return (args[0].contiguous(), *args[1:])
 
 
@@ -165,7 +167,7 @@ class LoRATrainingModule(L.LightningModule):
         """Logits of the frozen base with ``lora`` applied per row (gradients flow into the factors); only the
         last ``logits_to_keep`` positions' when given and the model supports it (0: every position)."""
         kwargs = {"logits_to_keep": logits_to_keep} if logits_to_keep and self._keeps_logits() else {}
-        head = self.base_model.get_output_embeddings() if kwargs else None
+        head = getattr(self.base_model, "get_output_embeddings", lambda: None)() if kwargs else None
         # The kept positions reach the LM head as a strided view, which CPU matmul serves by expanding the
         # vocabulary-sized weight per row (~3x the time, forward and backward); a contiguous copy avoids it.
         handle = head.register_forward_pre_hook(_contiguous_input) if head is not None else None

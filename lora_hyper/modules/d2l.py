@@ -272,6 +272,11 @@ class DocToLoRAModule(LoRATrainingModule):
                 sync_dist=not on_step,
             )
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Hold the chunk gate open until ``perceiver.gate_start_step`` (optimizer steps)."""
+        if self.hypernet is not None:
+            self.hypernet.gate_frozen = self.global_step < self.perceiver.gate_start_step
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         out = self.losses(batch)
         self._log_all("train", out, batch)

@@ -193,3 +193,22 @@ def test_validation_and_utilities(tiny_llama):
         LoRABatch.zeros(LoRASpec(["q_proj"]), 1)
     z = LoRABatch.zeros(spec, 2)
     assert z.delta("q_proj").abs().sum() == 0
+
+
+def test_select_index_kinds(tiny_llama):
+    model, _ = tiny_llama
+    spec = LoRASpec(["q_proj"], rank=2).discover(model)
+    lora = random_lora(spec, 3)
+    a = lora.A["q_proj"]
+    torch.testing.assert_close(lora.select([-1, 0]).A["q_proj"], a[[2, 0]])
+    torch.testing.assert_close(lora.select(torch.tensor([1, -3])).A["q_proj"], a[[1, 0]])
+    torch.testing.assert_close(lora.select(torch.tensor([False, True, True])).A["q_proj"], a[1:])
+    torch.testing.assert_close(lora.select(torch.tensor(2)).A["q_proj"], a[2:])  # 0-d keeps the batch axis
+    torch.testing.assert_close(lora.select(slice(1, None)).A["q_proj"], a[1:])
+    assert lora.select(-1).batch_size == 1
+    with pytest.raises(IndexError, match="out of range for 3 adapters"):
+        lora.select([3])
+    with pytest.raises(IndexError, match="out of range"):
+        lora.select([-4])
+    with pytest.raises(ValueError, match="boolean select mask needs shape"):
+        lora.select(torch.tensor([True, False]))

@@ -107,6 +107,39 @@ def test_chunk_gate_starts_open_and_keeps_the_delta_zero_at_init(tiny_llama_dir)
     assert all(float(shut.delta(m).abs().max()) < 1e-12 for m in shut.spec.target_modules)
 
 
+def test_gate_start_step_holds_the_gate_open_then_lets_it_learn(tiny_llama_dir, tmp_path):
+    import lightning as L
+
+    from lora_hyper.data_modules.niah import NIAHDataModule
+
+    def fit(gate_start_step: int, max_steps: int) -> tuple[DocToLoRAModule, dict, dict]:
+        L.seed_everything(0)
+        m = make_module(
+            tiny_llama_dir,
+            perceiver={"chunk_gate": True, "gate_lr_multiplier": 10, "gate_start_step": gate_start_step},
+            optim={"lr": 1e-2, "warmup": 0},
+        )
+        gate0 = {k: v.clone() for k, v in m.hypernet.gate.state_dict().items()}
+        heads0 = m.hypernet.heads[0].detach().clone()
+        data = NIAHDataModule(str(tiny_llama_dir), train_lengths=(16, 48), val_bins=[], batch_size=2, seed=3)
+        L.Trainer(
+            accelerator="cpu",
+            max_steps=max_steps,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            enable_checkpointing=False,
+            default_root_dir=tmp_path,
+        ).fit(m, datamodule=data)
+        return m, gate0, {"heads": heads0}
+
+    held, gate0, start = fit(gate_start_step=3, max_steps=3)
+    assert all(torch.equal(v, gate0[k]) for k, v in held.hypernet.gate.state_dict().items())
+    assert not torch.equal(held.hypernet.heads[0], start["heads"])  # the rest learned
+    learned, gate0, _ = fit(gate_start_step=2, max_steps=3)  # step 2 is the first the gate learns in
+    assert not torch.equal(learned.hypernet.gate.bias, gate0["bias"])
+
+
 def test_weight_decay_exempts_scalers_bias_norms_latents(tiny_llama_dir):
     module = make_module(tiny_llama_dir, perceiver={"chunk_gate": True})
     names = module.hypernet.no_weight_decay()

@@ -238,7 +238,9 @@ class PerceiverArgs:
     def hypernet_config(self) -> dict[str, Any]:
         """The fields that size ``DocToLoRAHypernetConfig`` (all but the training-only gate settings)."""
         training_only = ("gate_lr_multiplier", "gate_start_step")
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in training_only}
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in training_only
+        }
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -116,3 +118,27 @@ def quiet_trainer(max_steps: int, callbacks: list[L.Callback], gpu: bool = False
         "limit_val_batches": 0, "callbacks": callbacks,
     }  # fmt: skip
     return L.Trainer(**{**settings, **kwargs})
+
+
+def recipe_rows_main(
+    doc: str | None,
+    script: str,
+    default_name: str,
+    recipes: list[str],
+    measure: Callable[[str, int], dict[str, Any]],
+) -> None:
+    """The command line shared by the per-recipe step-timing benchmarks: ``--recipes``, ``--batches``,
+    ``--threads``, ``--name``, ``--out-dir``; ``measure(recipe, batches)`` gives one JSON row per recipe."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipes", default=",".join(recipes), help="comma-separated recipes")
+    p.add_argument("--batches", type=int, default=12, help="timed batches per recipe and mode")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--name", default=default_name)
+    p.add_argument("--out-dir", default=None)
+    args = p.parse_args()
+    if args.batches < 1:
+        raise SystemExit(f"--batches must be >= 1, got {args.batches}.")
+    torch.set_num_threads(args.threads)
+    rows = [measure(r, args.batches) for r in args.recipes.split(",")]
+    payload = {"command": " ".join(["python", script, *sys.argv[1:]]), "threads": args.threads, "rows": rows}
+    print(f"wrote {write_result(args.name, payload, args.out_dir)}")

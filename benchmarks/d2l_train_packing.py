@@ -13,10 +13,8 @@ seconds per step of each and the ratios against ``before``. Writes ``benchmarks/
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
-import sys
 import time
 from typing import Any
 
@@ -26,7 +24,7 @@ from niah import recipe_settings
 from lora_hyper.data_modules.niah import NIAHDataModule
 from lora_hyper.modules.d2l import DocToLoRAModule
 
-from common import write_result
+from common import recipe_rows_main
 
 RECIPES = [
     "recipes/d2l/niah_smollm2_cpu_fast.yaml",
@@ -98,27 +96,7 @@ def measure(recipe: str, n_batches: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated D2L NIAH recipes")
-    p.add_argument("--batches", type=int, default=12, help="timed batches per recipe and mode")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--name", default="d2l_train_packing")
-    p.add_argument("--out-dir", default=None)
-    args = p.parse_args()
-    if args.batches < 1:
-        raise SystemExit(f"--batches must be >= 1, got {args.batches}.")
-    torch.set_num_threads(args.threads)
-    rows = [measure(r, args.batches) for r in args.recipes.split(",")]
-    path = write_result(
-        args.name,
-        {
-            "command": " ".join(["python", "benchmarks/d2l_train_packing.py", *sys.argv[1:]]),
-            "threads": args.threads,
-            "rows": rows,
-        },
-        args.out_dir,
-    )
-    print(f"wrote {path}")
+    recipe_rows_main(__doc__, "benchmarks/d2l_train_packing.py", "d2l_train_packing", RECIPES, measure)
 
 
 if __name__ == "__main__":

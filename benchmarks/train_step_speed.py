@@ -18,9 +18,7 @@ alternating (and swapping which goes first), after one warm-up step each; the lo
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -33,7 +31,7 @@ import lora_hyper.modules.base as module_base
 from lora_hyper.lora import LoRABatch
 from lora_hyper.lora.apply import unwrapped_named_modules
 
-from common import write_result
+from common import recipe_rows_main
 
 RECIPES = [
     "recipes/d2l/niah_smollm2_cpu_fast.yaml",
@@ -197,27 +195,7 @@ def measure(recipe: str, n_batches: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated D2L NIAH / T2L SFT recipes")
-    p.add_argument("--batches", type=int, default=12, help="timed batches per recipe and mode")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--name", default="train_step_speed")
-    p.add_argument("--out-dir", default=None)
-    args = p.parse_args()
-    if args.batches < 1:
-        raise SystemExit(f"--batches must be >= 1, got {args.batches}.")
-    torch.set_num_threads(args.threads)
-    rows = [measure(r, args.batches) for r in args.recipes.split(",")]
-    path = write_result(
-        args.name,
-        {
-            "command": " ".join(["python", "benchmarks/train_step_speed.py", *sys.argv[1:]]),
-            "threads": args.threads,
-            "rows": rows,
-        },
-        args.out_dir,
-    )
-    print(f"wrote {path}")
+    recipe_rows_main(__doc__, "benchmarks/train_step_speed.py", "train_step_speed", RECIPES, measure)
 
 
 if __name__ == "__main__":

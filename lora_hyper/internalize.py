@@ -118,9 +118,9 @@ def packed_chunk_loras(
         if hypernet.last_gate is not None:
             gates.append(hypernet.last_gate)
         order += rows
-    back = torch.tensor(order, device=device).argsort()  # back to the chunks' order
+    back = torch.tensor(order).argsort()  # back to the chunks' order (on the CPU: select checks it there)
     if gates:
-        hypernet.last_gate = torch.cat(gates)[back]
+        hypernet.last_gate = torch.cat(gates)[back.to(device)]
     return LoRABatch.cat(parts).select(back)
 
 

@@ -118,7 +118,8 @@ class LoRABatch:
             index = slice(index, index + 1) if index != -1 else slice(-1, None)
         if isinstance(index, slice):
             return self._map(lambda t: t[index])
-        index = torch.as_tensor(index, device=self.device)
+        # Checked where it lives (a list on the CPU: no device sync), then moved for the gather.
+        index = torch.as_tensor(index)
         if index.dtype == torch.bool:
             if index.shape != (self.batch_size,):
                 raise ValueError(
@@ -129,7 +130,7 @@ class LoRABatch:
         n = self.batch_size
         if bool(((index < -n) | (index >= n)).any()):
             raise IndexError(f"select index out of range for {n} adapters: {index.tolist()}.")
-        index = torch.where(index < 0, index + n, index)
+        index = torch.where(index < 0, index + n, index).to(self.device)
         # index_select: its backward is an index_add, far cheaper on CPU than advanced indexing's accumulating
         # index_put.
         return self._map(lambda t: t.index_select(0, index))
@@ -188,15 +189,14 @@ class LoRABatch:
         for g, (s, n) in enumerate(zip(starts.tolist(), sizes)):
             rows[g, :n] = torch.arange(s, s + n)
         valid = (rows >= 0).to(self.device)
-        rows = rows.clamp(min=0).to(self.device)
+        gathered = self.select(rows.clamp(min=0).reshape(-1))  # chunk rows group by group, padding -> row 0
         A, B = {}, {}
         for m in self.spec.target_modules:
             a, b = self.A[m], self.B[m]  # [N, L, r, in], [N, L, out, r]
             n_groups, L = len(sizes), a.shape[1]
-            flat = rows.reshape(-1)  # index_select: a cheap backward (see select)
-            ga = a.index_select(0, flat).view(n_groups, k, *a.shape[1:])
+            ga = gathered.A[m].view(n_groups, k, *a.shape[1:])
             ga = ga * valid[:, :, None, None, None].to(a.dtype)  # [G, k, L, r, in]
-            gb = b.index_select(0, flat).view(n_groups, k, *b.shape[1:])  # padding rows already zero in A
+            gb = gathered.B[m].view(n_groups, k, *b.shape[1:])  # padding rows already zero in A
             A[m] = ga.permute(0, 2, 1, 3, 4).reshape(n_groups, L, k * a.shape[2], a.shape[3])
             B[m] = gb.permute(0, 2, 3, 1, 4).reshape(n_groups, L, b.shape[2], k * b.shape[3])
         return LoRABatch(self.spec, A, B, self.scale)

@@ -112,7 +112,7 @@ def test_gate_start_step_holds_the_gate_open_then_lets_it_learn(tiny_llama_dir, 
 
     from lora_hyper.data_modules.niah import NIAHDataModule
 
-    def fit(gate_start_step: int, max_steps: int) -> tuple[DocToLoRAModule, dict, dict]:
+    def fit(gate_start_step: int, max_steps: int) -> tuple[DocToLoRAModule, dict, torch.Tensor]:
         L.seed_everything(0)
         m = make_module(
             tiny_llama_dir,
@@ -131,11 +131,11 @@ def test_gate_start_step_holds_the_gate_open_then_lets_it_learn(tiny_llama_dir, 
             enable_checkpointing=False,
             default_root_dir=tmp_path,
         ).fit(m, datamodule=data)
-        return m, gate0, {"heads": heads0}
+        return m, gate0, heads0
 
-    held, gate0, start = fit(gate_start_step=3, max_steps=3)
+    held, gate0, heads0 = fit(gate_start_step=3, max_steps=3)
     assert all(torch.equal(v, gate0[k]) for k, v in held.hypernet.gate.state_dict().items())
-    assert not torch.equal(held.hypernet.heads[0], start["heads"])  # the rest learned
+    assert not torch.equal(held.hypernet.heads[0], heads0)  # the rest learned
     learned, gate0, _ = fit(gate_start_step=2, max_steps=3)  # step 2 is the first the gate learns in
     assert not torch.equal(learned.hypernet.gate.bias, gate0["bias"])
 

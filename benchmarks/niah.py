@@ -438,6 +438,7 @@ def build(args: argparse.Namespace, size: dict[str, Any]) -> tuple[DocToLoRAModu
             if recipe["curriculum"] is None
             else (float(recipe["curriculum"].get("start", 1.0)), float(recipe["curriculum"].get("end", 0.1)))
         )
+        size["curriculum_after_reading"] = bool((recipe["curriculum"] or {}).get("after_reading", False))
     for name, key, value in (
         ("optim", "lr", args.lr),
         ("encoder", "mode", args.encoder_mode),
@@ -477,7 +478,8 @@ def train(
     ckpt = [ModelCheckpoint(args.ckpt_dir, every_n_train_steps=100, save_top_k=1, save_last=True)]
     health = [ChunkHealthProbe(args.health_every, output_dir=str(health_dir))] if args.health_every else []
     ramp = size["curriculum"]
-    curriculum = [NeedleCurriculum(ramp[0], ramp[1], size["curriculum_steps"])] if ramp else []
+    after = size.get("curriculum_after_reading", False)
+    curriculum = [NeedleCurriculum(ramp[0], ramp[1], size["curriculum_steps"], after)] if ramp else []
     trainer = L.Trainer(
         accelerator="gpu" if gpu else "cpu",
         devices=1,
@@ -632,6 +634,7 @@ def main() -> None:
             "train_lengths": [32, 256],
             "curriculum": (
                 f"needle-only prob {size['curriculum'][0]} -> {size['curriculum'][1]} over {size['curriculum_steps']} steps"
+                + (" from the step the hypernetwork reads" if size.get("curriculum_after_reading") else "")
                 if size["curriculum"]
                 else f"none (needle_only_prob {size['data_args'].get('needle_only_prob')})"
             ),

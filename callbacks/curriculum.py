@@ -19,9 +19,14 @@ class NeedleCurriculum(L.Callback):
         start: needle-only probability at step 0.
         end: needle-only probability from ``steps`` on.
         steps: length of the ramp in optimizer steps.
+        after_reading: hold ``start`` until the module's reading trigger fires (``DocToLoRAModule`` with
+            ``loss.read_loss`` set) and ramp from that step: haystacks come once the needle can be read, at
+            whatever step that happens for this seed.
     """
 
-    def __init__(self, start: float = 1.0, end: float = 0.1, steps: int = 1000) -> None:
+    def __init__(
+        self, start: float = 1.0, end: float = 0.1, steps: int = 1000, after_reading: bool = False
+    ) -> None:
         super().__init__()
         for name, value in (("start", start), ("end", end)):
             if not 0.0 <= value <= 1.0:
@@ -29,10 +34,24 @@ class NeedleCurriculum(L.Callback):
         if steps < 1:
             raise ValueError(f"NeedleCurriculum.steps must be >= 1, got {steps}.")
         self.start, self.end, self.steps = start, end, steps
+        self.after_reading = after_reading
 
     def value(self, step: int) -> float:
-        """The needle-only probability at optimizer step ``step``."""
-        return self.start + (self.end - self.start) * min(1.0, step / self.steps)
+        """The needle-only probability ``step`` optimizer steps into the ramp."""
+        return self.start + (self.end - self.start) * min(1.0, max(step, 0) / self.steps)
+
+    def ramp_step(self, trainer: L.Trainer, pl_module: L.LightningModule) -> int:
+        """Steps into the ramp: the global step, or with ``after_reading`` the steps since the module read."""
+        if not self.after_reading:
+            return trainer.global_step
+        loss = getattr(pl_module, "loss", None)
+        if not hasattr(pl_module, "read_step") or not getattr(loss, "read_loss", 0):
+            raise ValueError(
+                "NeedleCurriculum(after_reading=True) needs a module with a reading trigger: a DocToLoRAModule "
+                "with loss.read_loss > 0."
+            )
+        read_step = pl_module.read_step
+        return -1 if read_step is None else trainer.global_step - read_step
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -47,7 +66,7 @@ class NeedleCurriculum(L.Callback):
             raise ValueError(
                 "NeedleCurriculum needs num_workers=0: worker processes keep their own dataset copy."
             )
-        prob = self.value(trainer.global_step)
+        prob = self.value(self.ramp_step(trainer, pl_module))
         dataset.needle_only_prob = prob
         if trainer.datamodule is not None and hasattr(trainer.datamodule, "needle_only_prob"):
             trainer.datamodule.needle_only_prob = prob

@@ -211,7 +211,8 @@ class PerceiverArgs:
             rate needs a fast gate: it must move its logit by several units).
         gate_start_step: optimizer step from which the gate learns; before it the gate stays at its initial,
             open value (zero gradient). A fast gate trained from step 0 can shut every chunk, needle included,
-            before the hypernetwork has learned to read, and a shut gate passes no gradient back.
+            before the hypernetwork has learned to read, and a shut gate passes no gradient back. With
+            ``loss.read_loss`` set it counts from the step the hypernetwork reads.
     """
 
     latent_dim: int = 256
@@ -258,6 +259,13 @@ class DocLossArgs:
         l1_ramp_steps: steps over which the L1 weight then rises linearly to ``l1_weight`` (0: at once). On small
             CPU batches at lr 5e-4, L1 from step 0 drives A to zero before the answer's gradient can grow B (the
             chunk path stays dead, only the bias block learns); starting it once the needle is read avoids that.
+        read_loss: 0 (off), or the training objective below which the hypernetwork is taken to read documents:
+            the first optimizer step at which the mean objective of the last ``read_window`` batches falls below
+            it. The L1 penalty and the chunk gate then wait for that step, and ``l1_start_step`` and
+            ``perceiver.gate_start_step`` count from it. When a run leaves its plateau varies with the seed (from
+            ~300 steps to never within 800), so fixed steps start the gate too early at one seed and too late at
+            another; the step reached is logged as ``train/read_step`` and saved in checkpoints.
+        read_window: batches averaged for ``read_loss``.
     """
 
     objective: str = "ce"
@@ -266,11 +274,14 @@ class DocLossArgs:
     l1_weight: float = 0.0
     l1_start_step: int = 0
     l1_ramp_steps: int = 0
+    read_loss: float = 0.0
+    read_window: int = 20
 
     def __post_init__(self) -> None:
         _choice("objective", self.objective, D2L_OBJECTIVES)
         positive(self.distill_top_k, "distill_top_k")
-        _non_negative(self, "label_smoothing", "l1_weight", "l1_start_step", "l1_ramp_steps")
+        positive(self.read_window, "read_window")
+        _non_negative(self, "label_smoothing", "l1_weight", "l1_start_step", "l1_ramp_steps", "read_loss")
 
 
 # ---------------------------------------------------------------------------------------------- Text-to-LoRA

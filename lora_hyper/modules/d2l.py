@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 from collections.abc import Sequence
 from typing import Any
@@ -94,6 +95,9 @@ class DocToLoRAModule(LoRATrainingModule):
         self._ctx_ids_checked = False
         self.hypernet: DocToLoRAHypernet | None = None
         self.context_encoder: ContextEncoder | None = None
+        # The reading trigger (``loss.read_loss``): recent training objectives and the step it fired at.
+        self._recent_objectives: collections.deque[float] = collections.deque(maxlen=self.loss.read_window)
+        self.read_step: int | None = None
 
     # ------------------------------------------------------------------ model
     def configure_model(self) -> None:
@@ -239,14 +243,36 @@ class DocToLoRAModule(LoRATrainingModule):
         self._ctx_ids_checked = True
 
     def current_l1_weight(self) -> float:
-        """The L1 weight at this optimizer step (``l1_start_step`` and ``l1_ramp_steps`` applied)."""
+        """The L1 weight at this optimizer step (the reading trigger, ``l1_start_step`` and ``l1_ramp_steps``
+        applied); outside training the full weight."""
         loss = self.loss
-        step = self.global_step if self._trainer is not None else loss.l1_start_step + loss.l1_ramp_steps
-        if not loss.l1_weight or step < loss.l1_start_step:
+        if not loss.l1_weight:
+            return 0.0
+        if self._trainer is None:
+            return loss.l1_weight
+        start = self.schedule_start(loss.l1_start_step)
+        if start is None or self.global_step < start:
             return 0.0
         if not loss.l1_ramp_steps:
             return loss.l1_weight
-        return loss.l1_weight * min(1.0, (step - loss.l1_start_step) / loss.l1_ramp_steps)
+        return loss.l1_weight * min(1.0, (self.global_step - start) / loss.l1_ramp_steps)
+
+    def schedule_start(self, offset: int) -> int | None:
+        """The optimizer step a scheduled start (``l1_start_step``, ``gate_start_step``) means: ``offset`` itself,
+        or with ``loss.read_loss`` set, ``offset`` steps after the hypernetwork reads (``None`` until then)."""
+        if not self.loss.read_loss:
+            return offset
+        return None if self.read_step is None else self.read_step + offset
+
+    def update_reading(self, objective: float) -> None:
+        """Record one training batch's objective; fire the reading trigger the first time the mean of the last
+        ``read_window`` falls below ``loss.read_loss``."""
+        if not self.loss.read_loss or self.read_step is not None:
+            return
+        self._recent_objectives.append(objective)
+        window = self._recent_objectives
+        if len(window) == window.maxlen and sum(window) / len(window) < self.loss.read_loss:
+            self.read_step = self.global_step
 
     def _log_all(self, stage: str, out: dict[str, Tensor], batch: dict[str, Any]) -> None:
         n_docs = int(batch["ctx_doc_index"].max()) + 1
@@ -273,14 +299,33 @@ class DocToLoRAModule(LoRATrainingModule):
             )
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        """Hold the chunk gate open until ``perceiver.gate_start_step`` (optimizer steps)."""
+        """Hold the chunk gate open until ``perceiver.gate_start_step`` (after the reading trigger, if set)."""
         if self.hypernet is not None:
-            self.hypernet.gate_frozen = self.global_step < self.perceiver.gate_start_step
+            start = self.schedule_start(self.perceiver.gate_start_step)
+            self.hypernet.gate_frozen = start is None or self.global_step < start
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         out = self.losses(batch)
         self._log_all("train", out, batch)
+        if self.loss.read_loss:
+            if self.read_step is None:  # one host sync per step until the trigger fires, none after
+                self.update_reading(float(out["qa_loss"]))
+            read = -1 if self.read_step is None else self.read_step
+            self.log("train/read_step", float(read), on_step=True, prog_bar=False, batch_size=1)
         return out["loss"]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Also save the reading trigger's state, so a resumed run starts its gate and L1 at the same step."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["d2l_reading"] = {"read_step": self.read_step, "recent": list(self._recent_objectives)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint.get("d2l_reading")
+        if state is not None:
+            self.read_step = state["read_step"]
+            self._recent_objectives.clear()
+            self._recent_objectives.extend(state["recent"])
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._log_all("val", self.losses(batch), batch)

@@ -43,3 +43,20 @@ def test_errors():
     trainer.train_dataloader = SimpleNamespace(dataset=SimpleNamespace(needle_only_prob=0.0), num_workers=2)
     with pytest.raises(ValueError, match="num_workers=0"):
         NeedleCurriculum().on_train_batch_start(trainer, None, None, 0)
+
+
+def test_after_reading_holds_the_start_until_the_module_reads():
+    dataset = SimpleNamespace(needle_only_prob=0.0)
+    trainer = SimpleNamespace(
+        train_dataloader=SimpleNamespace(dataset=dataset, num_workers=0), global_step=300, datamodule=None
+    )
+    module = SimpleNamespace(log=lambda *a, **kw: None, loss=SimpleNamespace(read_loss=1.5), read_step=None)
+    cb = NeedleCurriculum(1.0, 0.0, 100, after_reading=True)
+    cb.on_train_batch_start(trainer, module, None, 0)
+    assert dataset.needle_only_prob == 1.0  # not read yet: the start value, however late
+    module.read_step = 250
+    cb.on_train_batch_start(trainer, module, None, 0)
+    assert dataset.needle_only_prob == pytest.approx(0.5)  # 50 steps into the ramp
+    module.loss.read_loss = 0.0
+    with pytest.raises(ValueError, match="reading trigger"):
+        cb.on_train_batch_start(trainer, module, None, 0)

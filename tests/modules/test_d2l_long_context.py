@@ -305,6 +305,71 @@ def test_l1_schedule_starts_late_and_ramps(tiny_llama_dir):
         DocToLoRAModule(base_model=str(tiny_llama_dir), **grouped(SMALL, loss={"l1_start_step": -1}))
 
 
+def test_reading_trigger_starts_l1_and_gate_from_the_step_the_objective_falls(tiny_llama_dir):
+    module = make_module(
+        tiny_llama_dir,
+        loss={"l1_weight": 1.0, "l1_start_step": 2, "l1_ramp_steps": 2, "read_loss": 1.0, "read_window": 3},
+        perceiver={"chunk_gate": True, "gate_start_step": 1},
+    )
+
+    class FakeTrainer:
+        global_step = 0
+
+    trainer = FakeTrainer()
+    module._trainer = trainer
+    fired = []
+    for step, objective in enumerate([2.0, 0.5, 0.9, 1.2, 0.8, 0.7, 3.0, 3.0]):
+        trainer.global_step = step
+        module.on_train_batch_start({}, step)
+        fired.append((module.read_step, module.hypernet.gate_frozen, module.current_l1_weight()))
+        module.update_reading(objective)
+    # windows: (2, .5, .9) 1.13, (.5, .9, 1.2) 0.87 < 1 at step 3: fires, and later objectives change nothing
+    assert [f[0] for f in fired] == [None, None, None, None, 3, 3, 3, 3]
+    assert [f[1] for f in fired] == [True, True, True, True, False, False, False, False]  # gate from 3 + 1
+    assert [f[2] for f in fired] == [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 1.0]  # L1 from 3 + 2, ramp 2
+    checkpoint: dict = {"state_dict": {}}
+    module.on_save_checkpoint(checkpoint)
+    resumed = DocToLoRAModule(base_model=str(tiny_llama_dir), **grouped(SMALL, loss={"read_loss": 1.0}))
+    resumed.on_load_checkpoint(checkpoint)
+    assert resumed.read_step == 3
+    with pytest.raises(ValueError, match="read_window"):
+        DocToLoRAModule(base_model=str(tiny_llama_dir), **grouped(SMALL, loss={"read_window": 0}))
+
+
+def test_reading_trigger_in_a_fit_holds_the_gate_until_the_objective_falls(tiny_llama_dir, tmp_path):
+    import lightning as L
+
+    from lora_hyper.data_modules.niah import NIAHDataModule
+
+    def fit(read_loss: float) -> tuple[DocToLoRAModule, torch.Tensor]:
+        L.seed_everything(0)
+        m = make_module(
+            tiny_llama_dir,
+            perceiver={"chunk_gate": True, "gate_lr_multiplier": 10},
+            loss={"read_loss": read_loss, "read_window": 2},
+            optim={"lr": 1e-2, "warmup": 0},
+        )
+        bias0 = m.hypernet.gate.bias.detach().clone()
+        data = NIAHDataModule(str(tiny_llama_dir), train_lengths=(16, 48), val_bins=[], batch_size=2, seed=3)
+        L.Trainer(
+            accelerator="cpu",
+            max_steps=4,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            enable_checkpointing=False,
+            default_root_dir=tmp_path,
+        ).fit(m, datamodule=data)
+        return m, bias0
+
+    never, bias0 = fit(read_loss=1e-6)  # a random tiny model never gets there: the gate stays as it started
+    assert never.read_step is None and torch.equal(never.hypernet.gate.bias, bias0)
+    reads, bias0 = fit(
+        read_loss=1e6
+    )  # fires once two objectives are in (step 1); the gate learns from step 2
+    assert reads.read_step == 1 and not torch.equal(reads.hypernet.gate.bias, bias0)
+
+
 def test_fixed_chunk_length_splits_evenly_without_slivers():
     from lora_hyper.encoders.chunking import split_tokens
 

@@ -512,6 +512,7 @@ def train(
         "reached_90pct_at_1k": rec.first_reaching(min_n=largest_n),
         "hypernet_params": sum(p.numel() for p in module.hypernet.parameters()),
         "chunk_health_curve": health[0].history if health else [],
+        "read_step": module.read_step,  # where the reading trigger fired (loss.read_loss), None if unset/never
     }
     if not math.isfinite(rec.losses[-1][1] if rec.losses else 0.0):
         raise SystemExit("training diverged (non-finite loss)")

@@ -309,7 +309,9 @@ class DocToLoRAModule(LoRATrainingModule):
         self._log_all("train", out, batch)
         if self.loss.read_loss:
             if self.read_step is None:  # one host sync per step until the trigger fires, none after
-                self.update_reading(float(out["qa_loss"]))
+                # averaged over ranks, so that every rank fires at the same step and gates alike
+                objective = self.trainer.strategy.reduce(out["qa_loss"], reduce_op="mean")
+                self.update_reading(float(objective))
             read = -1 if self.read_step is None else self.read_step
             self.log("train/read_step", float(read), on_step=True, prog_bar=False, batch_size=1)
         return out["loss"]

@@ -44,6 +44,7 @@ class Module(DocToLoRAModule):
         super().configure_model()
 
     def on_train_end(self):
+        assert self.read_step == 1, self.read_step
         state = {}
         for k, v in self.hypernet.state_dict().items():
             v = v.full_tensor() if hasattr(v, "full_tensor") else v
@@ -66,8 +67,11 @@ if __name__ == "__main__":
     from lora_hyper.base_model import load_tokenizer
 
     collate.tokenizer = load_tokenizer(model_dir)
-    module = Module(base_model=model_dir, lora={"rank": 4}, perceiver={"latent_dim": 32, "n_latents": 4, "n_blocks": 1},
-                    loss={"l1_weight": 0.01}, optim={"lr": 1e-3, "warmup": 0, "schedule": "constant"},
+    # the reading trigger fires after the second step's objective (averaged over ranks): gate and L1 from step 2
+    module = Module(base_model=model_dir, lora={"rank": 4},
+                    perceiver={"latent_dim": 32, "n_latents": 4, "n_blocks": 1, "chunk_gate": True},
+                    loss={"l1_weight": 0.01, "read_loss": 1e6, "read_window": 2},
+                    optim={"lr": 1e-3, "warmup": 0, "schedule": "constant"},
                     runtime={"attn_implementation": "sdpa"})
     if strategy == "fsdp2":
         from lightning.pytorch.strategies import ModelParallelStrategy

@@ -35,6 +35,24 @@ def make_module(model_dir, **kw) -> DocToLoRAModule:
     return module
 
 
+def fit_on_niah(module: DocToLoRAModule, model_dir, root, max_steps: int) -> None:
+    """A few CPU training steps of ``module`` on tiny NIAH batches (2 documents of 16-48 tokens)."""
+    import lightning as L
+
+    from lora_hyper.data_modules.niah import NIAHDataModule
+
+    data = NIAHDataModule(str(model_dir), train_lengths=(16, 48), val_bins=[], batch_size=2, seed=3)
+    L.Trainer(
+        accelerator="cpu",
+        max_steps=max_steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=root,
+    ).fit(module, datamodule=data)
+
+
 @pytest.fixture(scope="module")
 def module(tiny_llama_dir):
     return make_module(tiny_llama_dir)
@@ -110,8 +128,6 @@ def test_chunk_gate_starts_open_and_keeps_the_delta_zero_at_init(tiny_llama_dir)
 def test_gate_start_step_holds_the_gate_open_then_lets_it_learn(tiny_llama_dir, tmp_path):
     import lightning as L
 
-    from lora_hyper.data_modules.niah import NIAHDataModule
-
     def fit(gate_start_step: int, max_steps: int) -> tuple[DocToLoRAModule, dict, torch.Tensor]:
         L.seed_everything(0)
         m = make_module(
@@ -121,16 +137,7 @@ def test_gate_start_step_holds_the_gate_open_then_lets_it_learn(tiny_llama_dir, 
         )
         gate0 = {k: v.clone() for k, v in m.hypernet.gate.state_dict().items()}
         heads0 = m.hypernet.heads[0].detach().clone()
-        data = NIAHDataModule(str(tiny_llama_dir), train_lengths=(16, 48), val_bins=[], batch_size=2, seed=3)
-        L.Trainer(
-            accelerator="cpu",
-            max_steps=max_steps,
-            logger=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            enable_checkpointing=False,
-            default_root_dir=tmp_path,
-        ).fit(m, datamodule=data)
+        fit_on_niah(m, tiny_llama_dir, tmp_path, max_steps)
         return m, gate0, heads0
 
     held, gate0, heads0 = fit(gate_start_step=3, max_steps=3)
@@ -339,8 +346,6 @@ def test_reading_trigger_starts_l1_and_gate_from_the_step_the_objective_falls(ti
 def test_reading_trigger_in_a_fit_holds_the_gate_until_the_objective_falls(tiny_llama_dir, tmp_path):
     import lightning as L
 
-    from lora_hyper.data_modules.niah import NIAHDataModule
-
     def fit(read_loss: float) -> tuple[DocToLoRAModule, torch.Tensor]:
         L.seed_everything(0)
         m = make_module(
@@ -350,16 +355,7 @@ def test_reading_trigger_in_a_fit_holds_the_gate_until_the_objective_falls(tiny_
             optim={"lr": 1e-2, "warmup": 0},
         )
         bias0 = m.hypernet.gate.bias.detach().clone()
-        data = NIAHDataModule(str(tiny_llama_dir), train_lengths=(16, 48), val_bins=[], batch_size=2, seed=3)
-        L.Trainer(
-            accelerator="cpu",
-            max_steps=4,
-            logger=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            enable_checkpointing=False,
-            default_root_dir=tmp_path,
-        ).fit(m, datamodule=data)
+        fit_on_niah(m, tiny_llama_dir, tmp_path, 4)
         return m, bias0
 
     never, bias0 = fit(read_loss=1e-6)  # a random tiny model never gets there: the gate stays as it started

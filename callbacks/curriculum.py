@@ -6,6 +6,8 @@ from typing import Any
 
 import lightning as L
 
+from lora_hyper.validation import InputError
+
 
 class NeedleCurriculum(L.Callback):
     """Linearly move the training data's ``needle_only_prob`` from ``start`` to ``end`` over ``steps`` steps.
@@ -40,16 +42,22 @@ class NeedleCurriculum(L.Callback):
         """The needle-only probability ``step`` optimizer steps into the ramp."""
         return self.start + (self.end - self.start) * min(1.0, max(step, 0) / self.steps)
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.check_module(pl_module)
+
+    def check_module(self, pl_module: L.LightningModule) -> None:
+        """``after_reading`` needs the module's reading trigger (the CLI calls this before the trainer starts)."""
+        loss = getattr(pl_module, "loss", None)
+        if self.after_reading and (not hasattr(pl_module, "read_step") or not getattr(loss, "read_loss", 0)):
+            raise InputError(
+                "NeedleCurriculum(after_reading=True) needs a module with a reading trigger: set the "
+                "DocToLoRAModule's loss.read_loss > 0 (e.g. 1.5), or after_reading: false."
+            )
+
     def ramp_step(self, trainer: L.Trainer, pl_module: L.LightningModule) -> int:
         """Steps into the ramp: the global step, or with ``after_reading`` the steps since the module read."""
         if not self.after_reading:
             return trainer.global_step
-        loss = getattr(pl_module, "loss", None)
-        if not hasattr(pl_module, "read_step") or not getattr(loss, "read_loss", 0):
-            raise ValueError(
-                "NeedleCurriculum(after_reading=True) needs a module with a reading trigger: a DocToLoRAModule "
-                "with loss.read_loss > 0."
-            )
         read_step = pl_module.read_step
         return -1 if read_step is None else trainer.global_step - read_step
 

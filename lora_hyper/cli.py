@@ -129,12 +129,17 @@ def _cli_class():
                 check_targets(base, list(targets))
 
         def instantiate_classes(self) -> None:
-            """Bad argument values rejected by a class's ``__init__`` are user errors (one line, exit 2)."""
+            """Bad argument values rejected by a class's ``__init__``, or by a callback's ``check_module`` against
+            the model, are user errors (one line, exit 2), raised before the trainer writes anything."""
             from lora_hyper.validation import InputError
 
             try:
                 self._check_targets()
                 super().instantiate_classes()
+                for callback in self.trainer.callbacks:  # callbacks that depend on the module's settings
+                    check = getattr(callback, "check_module", None)
+                    if callable(check):
+                        check(self.model)
             except (ValueError, TypeError) as e:
                 from lora_hyper.recipe_check import first_cause
 

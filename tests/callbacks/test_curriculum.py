@@ -59,4 +59,4 @@ def test_after_reading_holds_the_start_until_the_module_reads():
     assert dataset.needle_only_prob == pytest.approx(0.5)  # 50 steps into the ramp
     module.loss.read_loss = 0.0
     with pytest.raises(ValueError, match="reading trigger"):
-        cb.on_train_batch_start(trainer, module, None, 0)
+        cb.setup(trainer, module, "fit")

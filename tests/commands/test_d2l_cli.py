@@ -221,3 +221,18 @@ def test_demo_with_a_trained_model_skips_training(trained, tmp_path, capsys):
     assert not (tmp_path / "train").exists()
     with pytest.raises(FileNotFoundError, match="not a Doc-to-LoRA model directory"):
         demo.main(["--model", str(tmp_path), "--out", str(tmp_path)])
+
+
+def test_curriculum_after_reading_without_trigger_fails_before_fit(tmp_path, tiny_llama_dir, capsys):
+    """The 30-minute recipe with its reading trigger switched off: one line, exit 2, nothing written."""
+    root = tmp_path / "run"
+    overrides = tmp_path / "tiny.yaml"
+    overrides.write_text(
+        f"model:\n  init_args:\n    base_model: {tiny_llama_dir}\n    loss: {{read_loss: 0.0}}\n"
+        f"data:\n  init_args:\n    batch_size: 2\ntrainer:\n  max_steps: 1\n  default_root_dir: {root}\n"
+    )
+    recipe = ROOT / "recipes/d2l/niah_smollm2_cpu_30min.yaml"
+    assert main(["fit", "--config", str(recipe), "--config", str(overrides)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs a module with a reading trigger" in err[0], err
+    assert not root.exists() and not Path("outputs/d2l_niah_smollm2_cpu_30min").exists()

@@ -360,9 +360,8 @@ def test_reading_trigger_in_a_fit_holds_the_gate_until_the_objective_falls(tiny_
 
     never, bias0 = fit(read_loss=1e-6)  # a random tiny model never gets there: the gate stays as it started
     assert never.read_step is None and torch.equal(never.hypernet.gate.bias, bias0)
-    reads, bias0 = fit(
-        read_loss=1e6
-    )  # fires once two objectives are in (step 1); the gate learns from step 2
+    # fires once two objectives are in (step 1); the gate learns from step 2
+    reads, bias0 = fit(read_loss=1e6)
     assert reads.read_step == 1 and not torch.equal(reads.hypernet.gate.bias, bias0)
 
 

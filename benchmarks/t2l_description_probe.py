@@ -2,6 +2,7 @@
 
     python benchmarks/t2l_description_probe.py                 # MiniLM (the default T2L task encoder), ~2.5 min
     python benchmarks/t2l_description_probe.py --base-model smollm2-135m-instruct   # + the base LLM's pooling, ~6 min
+    python benchmarks/t2l_description_probe.py --no-training-descriptions   # without the train-only paraphrases
 
 A linear classifier is fitted on the embeddings of every seen task's *training* descriptions (label: the task) and
 scored on the *evaluation* descriptions training never sees: the share of new phrasings whose task a linear read-out
@@ -208,13 +209,18 @@ def main() -> None:
         help="also fine-tune the encoder itself with a task head for this many epochs (~1-2 min each)",
     )
     p.add_argument("--finetune-lr", type=float, default=5e-5)
+    p.add_argument(
+        "--no-training-descriptions",
+        action="store_true",
+        help="fit on the training split of 'descriptions' only, without the tasks' train-only training_descriptions",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--name", default="t2l_description_probe")
     p.add_argument("--out-dir", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    corpus = TaskCorpus.load("builtin")
+    corpus = TaskCorpus.load("builtin", training_descriptions=not args.no_training_descriptions)
     seen = [t for t in corpus.tasks if t not in corpus.held_out_tasks]
     train, y, evals, y_eval = [], [], [], []
     for i, name in enumerate(seen):
@@ -276,6 +282,7 @@ def main() -> None:
             "command": " ".join(["python", "benchmarks/t2l_description_probe.py", *sys.argv[1:]]),
             "seen_tasks": len(seen),
             "training_descriptions": len(train),
+            "train_only_training_descriptions": not args.no_training_descriptions,
             "evaluation_descriptions": len(evals),
             "probes": probes,
             "misread_by_linear_probe": {

@@ -156,6 +156,9 @@ def training_steps(cfg: dict[str, Any], n_train_tasks: int) -> int:
 ORACLE_FINGERPRINT = {"oracle_optimizer": "rowwise_adamw", "oracle_init": "shared_a"}
 # the hypernetworks' configuration: a work dir that differs only here redoes its Text-to-LoRA stages
 T2L_FINGERPRINT = ("t2l_head_in", "t2l_latent", "t2l_recon")
+# what the description-reading methods train on: a work dir that differs only here redoes the stages that read
+# descriptions (Text-to-LoRA, the description-aware multi-task LoRA) and keeps the others
+DESCRIPTION_FINGERPRINT = ("training_descriptions",)
 CARRY_CKPT_MAX_BYTES = (
     16 * 2**20
 )  # multi-task LoRA checkpoints (~6 MB) travel in --carry-dir; T2L (~53 MB) do not
@@ -262,6 +265,10 @@ class Bench:
         if getattr(args, "description_in_prompt", False):
             self.cfg["sft_from_recon_desc"] = True
             variant += "_desc"
+        # the corpus's train-only paraphrases (training_descriptions); evaluation descriptions are the same either way
+        self.training_descriptions = not getattr(args, "no_training_descriptions", False)
+        if not self.training_descriptions:
+            variant += "_no_training_descriptions"
         self.t_start = time.perf_counter()
         self.prior_elapsed = 0.0  # wall time of earlier invocations of a resumed run
         self.persistent = args.work_dir is not None
@@ -304,7 +311,7 @@ class Bench:
                 "examples_per_seen_task": self.cfg["examples_per_seen_task"], "steps": self.steps,
                 "pool": self.pool, "groups": self.groups, **ORACLE_FINGERPRINT,
                 "t2l_head_in": self.cfg["head_in"], "t2l_latent": self.cfg["latent"],
-                "t2l_recon": self.cfg["recon"]}  # fmt: skip
+                "t2l_recon": self.cfg["recon"], "training_descriptions": self.training_descriptions}  # fmt: skip
 
     def save_state(self) -> None:
         """``<work-dir>/state.json``, atomically: finished stages, scores per task, partial curves."""
@@ -330,9 +337,12 @@ class Bench:
         state = json.loads(path.read_text())
         mine = json.loads(json.dumps(self.fingerprint()))
         # a state written before the trunk width could be chosen ran at the size's own
-        theirs = {"t2l_latent": SIZES[self.size]["latent"], **state.get("fingerprint", {})}
+        # ... and one written before the corpus had train-only descriptions trained without them
+        theirs = {
+            "t2l_latent": SIZES[self.size]["latent"], "training_descriptions": False, **state.get("fingerprint", {})
+        }  # fmt: skip
         differ = sorted(k for k in mine if theirs.get(k) != mine[k])
-        if differ and not set(differ) <= {*ORACLE_FINGERPRINT, *T2L_FINGERPRINT}:
+        if differ and not set(differ) <= {*ORACLE_FINGERPRINT, *T2L_FINGERPRINT, *DESCRIPTION_FINGERPRINT}:
             print(
                 f"error: {path} belongs to another benchmark configuration (differs in {', '.join(differ)}); "
                 "use another --work-dir or the same options as the run that wrote it.",
@@ -364,8 +374,10 @@ class Bench:
             drop += ["oracle", "t2l_recon_L", *FROM_RECON_KEYS]
         if "t2l_recon" in differ:
             drop += [k for k in ("t2l_recon_L", *FROM_RECON_KEYS) if k not in drop]
-        if {"t2l_head_in", "t2l_latent"} & set(differ):
+        if {"t2l_head_in", "t2l_latent", *DESCRIPTION_FINGERPRINT} & set(differ):
             drop += [k for k in self.t2l_keys if k not in drop]
+        if set(DESCRIPTION_FINGERPRINT) & set(differ):
+            drop.append("multitask_with_description")
         for key in drop:
             self.forget_stage(key)
         if set(drop) & set(self.t2l_keys):
@@ -468,7 +480,9 @@ class Bench:
         from lora_hyper.base_model import load_base_model
 
         cfg = self.cfg
-        self.corpus = TaskCorpus.load("builtin", None, N_EVAL_DESCRIPTIONS, self.args.seed)
+        self.corpus = TaskCorpus.load(
+            "builtin", None, N_EVAL_DESCRIPTIONS, self.args.seed, self.training_descriptions
+        )
         seen_all = self.corpus.train_tasks
         seen_eval = evenly_spaced(seen_all, cfg["n_seen_eval"])
         n_pool = cfg["n_train_tasks"] or len(seen_all)
@@ -604,6 +618,7 @@ class Bench:
             examples_per_task=b["examples_per_task"], steps_per_epoch=self.steps,
             description_in_prompt=description_in_prompt, max_length=self.cfg["max_length"],
             n_eval_descriptions=N_EVAL_DESCRIPTIONS, seed=self.args.seed,
+            training_descriptions=self.training_descriptions,
         )  # fmt: skip
 
     def t2l_module(self, head: str, objective: str, lr: float, from_recon: bool = False) -> TextToLoRAModule:
@@ -686,6 +701,7 @@ class Bench:
                 data = LoRALibraryDataModule(
                     str(self.work / "oracle"), corpus="builtin", tasks_per_batch=run["tasks_per_batch"],
                     steps_per_epoch=run["max_steps"], seed=self.args.seed,
+                    training_descriptions=self.training_descriptions,
                 )  # fmt: skip
                 ok = self.fit(key, module, data, run["max_steps"])
                 if ok:
@@ -1089,6 +1105,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"add {FROM_RECON_DESC}: SFT from reconstruction with the description in the prompt as well "
         "(own JSON name)",
+    )
+    p.add_argument(
+        "--no-training-descriptions",
+        action="store_true",
+        help="train the description-reading methods without the corpus's train-only paraphrases "
+        "(training_descriptions), as runs before they existed (own JSON name)",
     )
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (CPU runs)")
     p.add_argument("--seed", type=int, default=0)

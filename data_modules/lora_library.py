@@ -104,6 +104,7 @@ class LoRALibraryDataModule(L.LightningDataModule):
         steps_per_epoch: int = 1000,
         val_batch_size: int = 16,
         seed: int = 0,
+        training_descriptions: bool = True,
     ):
         """Args:
         library_dir: folder of ``<task_name>/`` PEFT adapter directories.
@@ -113,6 +114,7 @@ class LoRALibraryDataModule(L.LightningDataModule):
         steps_per_epoch: training batches per epoch.
         val_batch_size: rows per validation batch.
         seed: sampling seed.
+        training_descriptions: with ``corpus``, also train on its tasks' train-only ``training_descriptions``.
         """
         super().__init__()
         if tasks_per_batch < 1 or steps_per_epoch < 1 or val_batch_size < 1:
@@ -121,6 +123,7 @@ class LoRALibraryDataModule(L.LightningDataModule):
         self.library_dir, self.corpus_path = library_dir, corpus
         self.tasks_per_batch, self.n_eval_descriptions = tasks_per_batch, n_eval_descriptions
         self.steps_per_epoch, self.val_batch_size, self.seed = steps_per_epoch, val_batch_size, seed
+        self.training_descriptions = training_descriptions
         self.adapters: dict[str, LoRABatch] = {}
         self.library_task_names: list[str] = []
         self.train_descriptions: dict[str, list[str]] = {}
@@ -147,7 +150,9 @@ class LoRALibraryDataModule(L.LightningDataModule):
                     raise ValueError(
                         f"LoRA library {root}: {name!r} has no {DESCRIPTIONS_FILE} and no corpus is set."
                     )
-                corpus = corpus or TaskCorpus.load(self.corpus_path, [], self.n_eval_descriptions, self.seed)
+                corpus = corpus or TaskCorpus.load(
+                    self.corpus_path, [], self.n_eval_descriptions, self.seed, self.training_descriptions
+                )
                 if name not in corpus.tasks:
                     raise ValueError(
                         f"LoRA library {root}: {name!r} has no {DESCRIPTIONS_FILE} and is not a task of {corpus.root}."

@@ -8,7 +8,11 @@ Layout (the format of the Text-to-LoRA Super-NaturalInstructions corpus)::
 
 ``metadata.yaml`` keys:
 
-    descriptions     list[str]   natural-language descriptions of the task (required, non-empty)
+    descriptions     list[str]   natural-language descriptions of the task (required, non-empty); the
+                                 evaluation descriptions are drawn from these
+    training_descriptions
+                     list[str]   optional: more descriptions that are only ever trained on (never held out
+                                 for evaluation), e.g. extra paraphrases; appended to the training split
     source           str | dict  local JSONL path relative to the task folder, or a ``datasets`` spec
                                  ``{path, name, split, data_files, revision, filter, max_examples, ...}``
                                  (``ds_kwargs`` is accepted as an alias); a dict whose ``path`` is a local
@@ -247,7 +251,23 @@ class Task:
         return self._cache[split]
 
 
-def _read_metadata(folder: Path, n_eval: int, seed: int) -> Task:
+def _training_descriptions(name: str, extra: Any, descriptions: list[str]) -> list[str]:
+    """The optional train-only descriptions of a task, checked: strings, none repeating an evaluation candidate."""
+    if extra is None:
+        return []
+    if not isinstance(extra, list) or not all(isinstance(d, str) and d.strip() for d in extra):
+        raise ValueError(f"Task {name!r}: 'training_descriptions' must be a list of non-empty strings.")
+    pool = {" ".join(d.casefold().split()) for d in descriptions}
+    repeated = [d for d in extra if " ".join(d.casefold().split()) in pool]
+    if repeated:
+        raise ValueError(
+            f"Task {name!r}: training description {repeated[0]!r} is also under 'descriptions', where it may be "
+            "held out for evaluation; list it once."
+        )
+    return list(dict.fromkeys(d.strip() for d in extra))
+
+
+def _read_metadata(folder: Path, n_eval: int, seed: int, with_training_descriptions: bool = True) -> Task:
     name = folder.name
     try:
         meta = yaml.safe_load((folder / METADATA_FILE).read_text(encoding="utf-8"))
@@ -281,6 +301,8 @@ def _read_metadata(folder: Path, n_eval: int, seed: int) -> Task:
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"Task {name!r}: test_fraction must be in [0, 1), got {test_fraction}.")
     train_d, eval_d = split_descriptions(name, descriptions, n_eval, seed)
+    if with_training_descriptions:
+        train_d += _training_descriptions(name, meta.get("training_descriptions"), descriptions)
     return Task(
         name=name,
         folder=folder,
@@ -323,15 +345,20 @@ class TaskCorpus:
         held_out_tasks: list[str] | None = None,
         n_eval_descriptions: int = 5,
         seed: int = 0,
+        training_descriptions: bool = True,
     ) -> TaskCorpus:
-        """Read every ``<path>/<task>/metadata.yaml``; ``held_out_tasks=None`` takes ``<path>/held_out.yaml``."""
+        """Read every ``<path>/<task>/metadata.yaml``; ``held_out_tasks=None`` takes ``<path>/held_out.yaml``.
+
+        ``training_descriptions=False`` ignores the tasks' train-only ``training_descriptions`` (to measure what
+        they add); the evaluation descriptions are the same either way.
+        """
         root = resolve_corpus_path(str(path))
         if not root.is_dir():
             raise FileNotFoundError(f"Task corpus {path!r} is not a directory.")
         folders = sorted(p for p in root.iterdir() if p.is_dir() and (p / METADATA_FILE).is_file())
         if not folders:
             raise ValueError(f"Task corpus {root} is empty: no <task>/{METADATA_FILE} folders.")
-        tasks = {f.name: _read_metadata(f, n_eval_descriptions, seed) for f in folders}
+        tasks = {f.name: _read_metadata(f, n_eval_descriptions, seed, training_descriptions) for f in folders}
         if held_out_tasks is None:
             default = root / HELD_OUT_FILE
             held_out_tasks = list(yaml.safe_load(default.read_text()) or []) if default.is_file() else []

@@ -172,6 +172,7 @@ class TaskCorpusDataModule(L.LightningDataModule):
         val_batch_size: int = 16,
         seed: int = 0,
         num_workers: int = 0,
+        training_descriptions: bool = True,
     ):
         """Args:
         base_model: base model name or directory (its tokenizer and chat template format the rows).
@@ -188,6 +189,8 @@ class TaskCorpusDataModule(L.LightningDataModule):
         val_batch_size: rows per validation batch.
         seed: sampling seed (batches are a function of seed, epoch and step).
         num_workers: DataLoader worker processes.
+        training_descriptions: also train on the tasks' train-only ``training_descriptions`` (extra paraphrases);
+            False reproduces runs made before the corpus had them. Evaluation descriptions are the same either way.
         """
         super().__init__()
         if tasks_per_batch < 1 or examples_per_task < 1 or steps_per_epoch < 1 or val_batch_size < 1:
@@ -205,6 +208,7 @@ class TaskCorpusDataModule(L.LightningDataModule):
         )
         self.val_examples_per_task, self.val_batch_size = val_examples_per_task, val_batch_size
         self.seed, self.num_workers = seed, num_workers
+        self.training_descriptions = training_descriptions
         self.corpus: TaskCorpus | None = None
         self.tokenizer: Any = None
 
@@ -215,7 +219,13 @@ class TaskCorpusDataModule(L.LightningDataModule):
         from lora_hyper.base_model import load_tokenizer
 
         self.tokenizer = load_tokenizer(self.base_model)
-        corpus = TaskCorpus.load(self.corpus_path, self.held_out_tasks, self.n_eval_descriptions, self.seed)
+        corpus = TaskCorpus.load(
+            self.corpus_path,
+            self.held_out_tasks,
+            self.n_eval_descriptions,
+            self.seed,
+            self.training_descriptions,
+        )
         if self.tasks is not None:
             unknown = [t for t in self.tasks if t not in corpus.tasks]
             if unknown or not self.tasks:

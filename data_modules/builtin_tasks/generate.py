@@ -30,6 +30,7 @@ from .primitives import (
     words,
 )
 from .task_descriptions import DESCRIPTIONS
+from .task_training_descriptions import TRAINING_DESCRIPTIONS
 
 SEED = 1234
 N_TRAIN, N_TEST = 200, 40
@@ -239,7 +240,15 @@ def main(out: Path | None = None) -> Path:
     out = out or Path(__file__).resolve().parent
     if set(TASKS) != set(DESCRIPTIONS):
         raise RuntimeError(f"Tasks and descriptions differ: {sorted(set(TASKS) ^ set(DESCRIPTIONS))}.")
-    every = [" ".join(d.casefold().split()) for ds in DESCRIPTIONS.values() for d in ds]
+    stray = sorted(set(TRAINING_DESCRIPTIONS) - (set(TASKS) - set(HELD_OUT)))
+    if stray:
+        raise RuntimeError(f"Training-only descriptions for unknown or held-out tasks: {stray}.")
+    every = [
+        " ".join(d.casefold().split())
+        for table in (DESCRIPTIONS, TRAINING_DESCRIPTIONS)
+        for ds in table.values()
+        for d in ds
+    ]
     if len(every) != len(set(every)):
         raise RuntimeError("A description is used twice: every description must name one task.")
     short = sorted(n for n, ds in DESCRIPTIONS.items() if len(ds) < MIN_DESCRIPTIONS)
@@ -250,6 +259,11 @@ def main(out: Path | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         meta = {
             "descriptions": DESCRIPTIONS[name],
+            **(
+                {"training_descriptions": TRAINING_DESCRIPTIONS[name]}
+                if name in TRAINING_DESCRIPTIONS
+                else {}
+            ),
             "source": {"path": "data.jsonl", "filter": {"split": "train"}},
             "test_source": {"path": "data.jsonl", "filter": {"split": "test"}},
             "prompt_template": "{input}",

@@ -410,3 +410,36 @@ def test_description_in_prompt_variant_adds_one_stage_that_reads_the_description
     ]
     b.evaluate_t2l("t2l_sft_from_recon_L", module)
     assert seen["a"] == [(["abc"], "adapter 0"), (["abc"], "adapter 1")]
+
+
+def test_a_run_from_before_the_train_only_paraphrases_redoes_the_stages_that_read_descriptions(
+    tmp_path, capsys
+):
+    old = bench(tmp_path)
+    stages = (
+        "oracle",
+        "multitask",
+        "multitask_with_description",
+        "t2l_recon_L",
+        "t2l_sft_L",
+        "t2l_sft_from_recon_L",
+    )
+    for key in stages:
+        old.runs[key] = {"steps": 2, "max_steps": 2, "stopped_by": "max_steps"}
+        for task in ("a", "z"):  # scored: their weights are not needed any more
+            old.record(key, task, [1.0], [0.5])
+    old.save_state()
+    state = json.loads((tmp_path / "state.json").read_text())
+    del state["fingerprint"]["training_descriptions"]  # written before the corpus had training_descriptions
+    (tmp_path / "state.json").write_text(json.dumps(state))
+
+    without = bench(tmp_path, no_training_descriptions=True)  # the same run as before: everything is kept
+    assert without.name == "t2l_zero_shot_smoke_no_training_descriptions"
+    without.load_state()
+    assert sorted(without.runs) == sorted(stages)
+
+    again = bench(tmp_path)
+    again.load_state()
+    assert sorted(again.runs) == ["multitask", "oracle"]  # the oracles and the bare multi-task LoRA read none
+    redone = "redoing t2l_recon_L, t2l_sft_L, t2l_sft_from_recon_L, multitask_with_description; the other"
+    assert redone in capsys.readouterr().out

@@ -148,6 +148,32 @@ def test_score_metrics():
         score("a", "a", "f1")
 
 
+def test_training_descriptions_are_only_ever_trained_on(tmp_path):
+    extra = ["alpha extra 0", "alpha extra 1", "alpha extra 0"]
+    write_task(tmp_path, "alpha", source="data.jsonl", training_descriptions=extra)
+    with_extra = TaskCorpus.load(str(tmp_path), n_eval_descriptions=2).tasks["alpha"]
+    without = TaskCorpus.load(str(tmp_path), n_eval_descriptions=2, training_descriptions=False).tasks[
+        "alpha"
+    ]
+    assert with_extra.eval_descriptions == without.eval_descriptions and len(without.eval_descriptions) == 2
+    assert with_extra.train_descriptions == without.train_descriptions + ["alpha extra 0", "alpha extra 1"]
+    assert with_extra.descriptions == without.descriptions  # the evaluation pool is unchanged
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("one string", "must be a list of non-empty strings"),
+        (["  "], "must be a list of non-empty strings"),
+        (["ALPHA description 1"], "is also under 'descriptions'"),
+    ],
+)
+def test_bad_training_descriptions_are_errors(tmp_path, extra, message):
+    write_task(tmp_path, "alpha", source="data.jsonl", training_descriptions=extra)
+    with pytest.raises(ValueError, match=message):
+        TaskCorpus.load(str(tmp_path), n_eval_descriptions=1)
+
+
 # ------------------------------------------------------------------------------------------- built-in corpus
 def test_builtin_corpus():
     corpus = TaskCorpus.load("builtin")

@@ -2,7 +2,7 @@
 
     python benchmarks/t2l_description_probe.py                 # MiniLM (the default T2L task encoder), ~2.5 min
     python benchmarks/t2l_description_probe.py --base-model smollm2-135m-instruct   # + the base LLM's pooling, ~6 min
-    python benchmarks/t2l_description_probe.py --no-training-descriptions   # without the train-only paraphrases
+    python benchmarks/t2l_description_probe.py --training-descriptions   # + the train-only paraphrases (_paraphrases)
 
 A linear classifier is fitted on the embeddings of every seen task's *training* descriptions (label: the task) and
 scored on the *evaluation* descriptions training never sees: the share of new phrasings whose task a linear read-out
@@ -210,9 +210,9 @@ def main() -> None:
     )
     p.add_argument("--finetune-lr", type=float, default=5e-5)
     p.add_argument(
-        "--no-training-descriptions",
+        "--training-descriptions",
         action="store_true",
-        help="fit on the training split of 'descriptions' only, without the tasks' train-only training_descriptions",
+        help="fit on the tasks' train-only paraphrases (training_descriptions) as well (own JSON name, *_paraphrases)",
     )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--name", default="t2l_description_probe")
@@ -220,7 +220,8 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    corpus = TaskCorpus.load("builtin", training_descriptions=not args.no_training_descriptions)
+    corpus = TaskCorpus.load("builtin", training_descriptions=args.training_descriptions)
+    name = args.name + ("_paraphrases" if args.training_descriptions else "")
     seen = [t for t in corpus.tasks if t not in corpus.held_out_tasks]
     train, y, evals, y_eval = [], [], [], []
     for i, name in enumerate(seen):
@@ -277,12 +278,12 @@ def main() -> None:
         )
         finetuned["misread"] = misread_pairs(finetuned.pop("eval_predictions"), labels_eval, seen)
     path = write_result(
-        args.name,
+        name,
         {
             "command": " ".join(["python", "benchmarks/t2l_description_probe.py", *sys.argv[1:]]),
             "seen_tasks": len(seen),
             "training_descriptions": len(train),
-            "train_only_training_descriptions": not args.no_training_descriptions,
+            "train_only_paraphrases": args.training_descriptions,
             "evaluation_descriptions": len(evals),
             "probes": probes,
             "misread_by_linear_probe": {

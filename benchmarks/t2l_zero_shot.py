@@ -266,9 +266,9 @@ class Bench:
             self.cfg["sft_from_recon_desc"] = True
             variant += "_desc"
         # the corpus's train-only paraphrases (training_descriptions); evaluation descriptions are the same either way
-        self.training_descriptions = not getattr(args, "no_training_descriptions", False)
-        if not self.training_descriptions:
-            variant += "_no_training_descriptions"
+        self.training_descriptions = bool(getattr(args, "training_descriptions", False))
+        if self.training_descriptions:
+            variant += "_paraphrases"
         self.t_start = time.perf_counter()
         self.prior_elapsed = 0.0  # wall time of earlier invocations of a resumed run
         self.persistent = args.work_dir is not None
@@ -354,6 +354,13 @@ class Bench:
         self.skipped, self.eval_seconds = state["skipped"], state["eval_seconds"]
         self.eval_wall, self.answers_done = state["eval_wall"], state["answers_done"]
         self.prior_elapsed = float(state["elapsed_s"])
+        if differ and getattr(self.args, "export", None) is not None:  # an export never drops trained stages
+            print(
+                f"error: --export: {path} was run with another {', '.join(differ)}; export with the options of the "
+                "run that wrote it.",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
         if differ:
             self.redo_stages(differ)
         lost = [k for k in self.carried_weights() if not self.weights_path(k).is_file()]
@@ -971,6 +978,7 @@ class Bench:
             "command": " ".join(["python", "benchmarks/t2l_zero_shot.py", *sys.argv[1:]]),
             "config": {
                 **self.cfg, "seed": self.args.seed, "base_model": BASE,
+                "training_descriptions": self.training_descriptions,
                 "task_encoder_requested": self.args.task_encoder, "task_encoder_used": self.encoder,
                 "task_encoder_note": self.encoder_note, "time_budget_s": self.budget,
                 "max_new_tokens": self.max_new_tokens, "shots": SHOTS, "device": str(self.device),
@@ -1107,10 +1115,10 @@ def main(argv: list[str] | None = None) -> int:
         "(own JSON name)",
     )
     p.add_argument(
-        "--no-training-descriptions",
+        "--training-descriptions",
         action="store_true",
-        help="train the description-reading methods without the corpus's train-only paraphrases "
-        "(training_descriptions), as runs before they existed (own JSON name)",
+        help="train the description-reading methods on the corpus's train-only paraphrases (training_descriptions) "
+        "as well (own JSON name, *_paraphrases); the example rows every method sees stay the same",
     )
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (CPU runs)")
     p.add_argument("--seed", type=int, default=0)

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lora_hyper.data_modules.stateful import ResumableDataLoader
-from lora_hyper.data_modules.task_corpus import TaskCorpus, split_descriptions
+from lora_hyper.data_modules.task_corpus import TaskCorpus, pick_description, split_descriptions
 from lora_hyper.data_modules.task_sampler import EpochSampler, _identity
 from lora_hyper.lora import LoRABatch, load_peft
 from lora_hyper.lora.peft_io import CONFIG_NAME
@@ -79,9 +79,15 @@ class _LibraryBatches(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         m = self.module
         rng = random.Random(f"{m.seed}:{self.epoch}:{index}")
+        extra_rng = random.Random(f"{m.seed}:{self.epoch}:{index}:extra")
         names = rng.sample(m.library_task_names, min(m.tasks_per_batch, len(m.library_task_names)))
         rows = [
-            (n, m.library_task_names.index(n), rng.choice(m.train_descriptions[n]), m.adapters[n])
+            (
+                n,
+                m.library_task_names.index(n),
+                pick_description(rng, m.train_descriptions[n], m.extra_descriptions[n], extra_rng),
+                m.adapters[n],
+            )
             for n in names
         ]
         return collate_library_rows(rows)
@@ -108,13 +114,15 @@ class LoRALibraryDataModule(L.LightningDataModule):
     ):
         """Args:
         library_dir: folder of ``<task_name>/`` PEFT adapter directories.
-        corpus: task corpus giving descriptions of adapters without ``descriptions.json`` (None: all must have one).
+        corpus: task corpus giving descriptions of adapters without ``descriptions.json`` (None: all must have one)
+            and the train-only ``training_descriptions`` of its tasks.
         tasks_per_batch: distinct tasks (adapters) per training batch.
         n_eval_descriptions: descriptions per task kept out of training for validation.
         steps_per_epoch: training batches per epoch.
         val_batch_size: rows per validation batch.
         seed: sampling seed.
-        training_descriptions: with ``corpus``, also train on its tasks' train-only ``training_descriptions``.
+        training_descriptions: with ``corpus``, also train on its tasks' train-only ``training_descriptions`` (never
+            split off for validation; with False they are left out even where ``descriptions.json`` lists them).
         """
         super().__init__()
         if tasks_per_batch < 1 or steps_per_epoch < 1 or val_batch_size < 1:
@@ -128,6 +136,7 @@ class LoRALibraryDataModule(L.LightningDataModule):
         self.library_task_names: list[str] = []
         self.train_descriptions: dict[str, list[str]] = {}
         self.eval_descriptions: dict[str, list[str]] = {}
+        self.extra_descriptions: dict[str, list[str]] = {}  # the train-only ones train_descriptions ends with
 
     def setup(self, stage: str | None = None) -> None:
         """Load every adapter and its descriptions; check they share targets, shapes and ranks."""
@@ -139,29 +148,38 @@ class LoRALibraryDataModule(L.LightningDataModule):
         folders = sorted(p for p in root.iterdir() if p.is_dir() and (p / CONFIG_NAME).is_file())
         if not folders:
             raise ValueError(f"LoRA library {root} is empty: no <task>/{CONFIG_NAME} adapter directories.")
-        corpus = None
+        corpus = (
+            TaskCorpus.load(self.corpus_path, [], self.n_eval_descriptions, self.seed)
+            if self.corpus_path
+            else None
+        )
         adapters: dict[str, LoRABatch] = {}
         for folder in folders:
             name = folder.name
             adapters[name] = load_peft(folder)
             descriptions = self._descriptions(folder)
+            # the corpus's train-only descriptions of this task: never split off for validation, and left out
+            # (even when descriptions.json lists them) unless training_descriptions is on
+            extra = corpus.tasks[name].extra_train_descriptions if corpus and name in corpus.tasks else []
             if descriptions is None:
-                if self.corpus_path is None:
+                if corpus is None:
                     raise ValueError(
                         f"LoRA library {root}: {name!r} has no {DESCRIPTIONS_FILE} and no corpus is set."
                     )
-                corpus = corpus or TaskCorpus.load(
-                    self.corpus_path, [], self.n_eval_descriptions, self.seed, self.training_descriptions
-                )
                 if name not in corpus.tasks:
                     raise ValueError(
                         f"LoRA library {root}: {name!r} has no {DESCRIPTIONS_FILE} and is not a task of {corpus.root}."
                     )
                 task = corpus.tasks[name]
-                train, evals = task.train_descriptions, task.eval_descriptions
+                train = task.train_descriptions[: len(task.train_descriptions) - len(extra)]
+                evals = task.eval_descriptions
             else:
-                train, evals = split_descriptions(name, descriptions, self.n_eval_descriptions, self.seed)
-            self.train_descriptions[name], self.eval_descriptions[name] = train, evals
+                known = set(extra)
+                base = [d for d in descriptions if d not in known]
+                train, evals = split_descriptions(name, base, self.n_eval_descriptions, self.seed)
+            extra = extra if self.training_descriptions else []
+            self.train_descriptions[name], self.eval_descriptions[name] = train + extra, evals
+            self.extra_descriptions[name] = extra
         _check_compatible(adapters, root)
         if len({a.scale for a in adapters.values()}) > 1:
             adapters = {n: a.with_scale_folded() for n, a in adapters.items()}

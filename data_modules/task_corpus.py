@@ -174,6 +174,19 @@ class TaskExample:
     response: str
 
 
+def pick_description(
+    rng: random.Random, train: list[str], extra: list[str], extra_rng: random.Random | None
+) -> str:
+    """A uniform draw from ``train`` (which ends with the train-only ``extra``) that consumes ``rng`` exactly as a
+    draw from ``train`` without ``extra`` would: the other draws of a batch (its examples) are the same with the
+    extra descriptions on or off; ``extra_rng`` decides whether (and which) an extra one replaces it."""
+    base = train[: len(train) - len(extra)] if extra else train
+    choice = rng.choice(base)
+    if extra and extra_rng is not None and extra_rng.random() * len(train) < len(extra):
+        choice = extra_rng.choice(extra)
+    return choice
+
+
 def split_descriptions(
     name: str, descriptions: list[str], n_eval: int, seed: int
 ) -> tuple[list[str], list[str]]:
@@ -209,6 +222,8 @@ class Task:
     test_source: str | dict[str, Any] | None = None
     test_fraction: float = 0.1
     held_out: bool = False
+    # the train-only ``training_descriptions`` that ``train_descriptions`` ends with (empty when they are off)
+    extra_train_descriptions: list[str] = field(default_factory=list)
     _cache: dict[str, list[TaskExample]] = field(default_factory=dict, repr=False)
 
     def _example(self, record: dict[str, Any]) -> TaskExample:
@@ -264,7 +279,10 @@ def _training_descriptions(name: str, extra: Any, descriptions: list[str]) -> li
             f"Task {name!r}: training description {repeated[0]!r} is also under 'descriptions', where it may be "
             "held out for evaluation; list it once."
         )
-    return list(dict.fromkeys(d.strip() for d in extra))
+    unique: dict[str, str] = {}
+    for d in extra:
+        unique.setdefault(" ".join(d.casefold().split()), d.strip())
+    return list(unique.values())
 
 
 def _read_metadata(folder: Path, n_eval: int, seed: int, with_training_descriptions: bool = True) -> Task:
@@ -301,14 +319,17 @@ def _read_metadata(folder: Path, n_eval: int, seed: int, with_training_descripti
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"Task {name!r}: test_fraction must be in [0, 1), got {test_fraction}.")
     train_d, eval_d = split_descriptions(name, descriptions, n_eval, seed)
-    if with_training_descriptions:
-        train_d += _training_descriptions(name, meta.get("training_descriptions"), descriptions)
+    extra = _training_descriptions(
+        name, meta.get("training_descriptions"), descriptions
+    )  # checked either way
+    extra = extra if with_training_descriptions else []
     return Task(
         name=name,
         folder=folder,
         descriptions=descriptions,
-        train_descriptions=train_d,
+        train_descriptions=train_d + extra,
         eval_descriptions=eval_d,
+        extra_train_descriptions=extra,
         source=source,
         prompt_template=str(meta.get("prompt_template", "{input}")),
         response_field=str(meta.get("response_field", "output")),

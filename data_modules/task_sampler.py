@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lora_hyper.data_modules.collate import IGNORE_INDEX, collate_lm, lm_example
 from lora_hyper.data_modules.stateful import ResumableDataLoader
-from lora_hyper.data_modules.task_corpus import BUILTIN, Task, TaskCorpus
+from lora_hyper.data_modules.task_corpus import BUILTIN, Task, TaskCorpus, pick_description
 
 
 def _identity(batch: Any) -> Any:
@@ -90,6 +90,7 @@ class HierarchicalTaskBatches(Dataset):
     def draw(self, index: int) -> list[tuple[Task, int, str, Any]]:
         """The rows of batch ``index`` (before tokenisation)."""
         rng = random.Random(f"{self.seed}:{self.epoch}:{index}")
+        extra_rng = random.Random(f"{self.seed}:{self.epoch}:{index}:extra")  # train-only descriptions
         n_tasks = min(self.tasks_per_batch, len(self.task_names))
         rows = []
         for name in rng.sample(self.task_names, n_tasks):
@@ -102,9 +103,10 @@ class HierarchicalTaskBatches(Dataset):
                 else [rng.randrange(len(pool)) for _ in range(k)]
             )
             for j in picks:
-                rows.append(
-                    (task, self.corpus.task_index(name), rng.choice(task.train_descriptions), pool[j])
+                description = pick_description(
+                    rng, task.train_descriptions, task.extra_train_descriptions, extra_rng
                 )
+                rows.append((task, self.corpus.task_index(name), description, pool[j]))
         return rows
 
     def __getitem__(self, index: int) -> dict[str, Any]:

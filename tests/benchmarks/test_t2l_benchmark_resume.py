@@ -412,9 +412,7 @@ def test_description_in_prompt_variant_adds_one_stage_that_reads_the_description
     assert seen["a"] == [(["abc"], "adapter 0"), (["abc"], "adapter 1")]
 
 
-def test_a_run_from_before_the_train_only_paraphrases_redoes_the_stages_that_read_descriptions(
-    tmp_path, capsys
-):
+def test_paraphrases_are_a_variant_that_redoes_only_the_stages_that_read_descriptions(tmp_path, capsys):
     old = bench(tmp_path)
     stages = (
         "oracle",
@@ -433,13 +431,32 @@ def test_a_run_from_before_the_train_only_paraphrases_redoes_the_stages_that_rea
     del state["fingerprint"]["training_descriptions"]  # written before the corpus had training_descriptions
     (tmp_path / "state.json").write_text(json.dumps(state))
 
-    without = bench(tmp_path, no_training_descriptions=True)  # the same run as before: everything is kept
-    assert without.name == "t2l_zero_shot_smoke_no_training_descriptions"
-    without.load_state()
-    assert sorted(without.runs) == sorted(stages)
+    same = bench(tmp_path)  # the default trains as before: everything is kept
+    assert same.name == "t2l_zero_shot_smoke"
+    same.load_state()
+    assert sorted(same.runs) == sorted(stages)
 
-    again = bench(tmp_path)
+    again = bench(tmp_path, training_descriptions=True)
+    assert again.name == "t2l_zero_shot_smoke_paraphrases"  # never the published result file
     again.load_state()
-    assert sorted(again.runs) == ["multitask", "oracle"]  # the oracles and the bare multi-task LoRA read none
+    assert sorted(again.runs) == ["multitask", "oracle"]  # their example rows do not depend on descriptions
     redone = "redoing t2l_recon_L, t2l_sft_L, t2l_sft_from_recon_L, multitask_with_description; the other"
     assert redone in capsys.readouterr().out
+
+
+def test_an_export_never_drops_the_stages_of_a_run_with_other_options(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    old = bench(tmp_path)
+    old.runs["t2l_sft_L"] = {"steps": 2, "max_steps": 2, "stopped_by": "max_steps"}
+    old.weights_path("t2l_sft_L").parent.mkdir(parents=True)
+    save_file({"w": torch.ones(3)}, str(old.weights_path("t2l_sft_L")))
+    old.save_state()
+    other = bench(tmp_path, training_descriptions=True, export="t2l_sft_L")
+    with pytest.raises(SystemExit) as e:
+        other.load_state()
+    assert e.value.code == 2 and "was run with another training_descriptions" in capsys.readouterr().err
+    assert (
+        old.weights_path("t2l_sft_L").is_file()
+        and "t2l_sft_L" in json.loads((tmp_path / "state.json").read_text())["runs"]
+    )

@@ -63,6 +63,32 @@ def test_descriptions_from_corpus(tmp_path, spec):
     assert sorted(batch["task_names"]) == ["add_two", "parity"]
 
 
+def test_train_only_descriptions_of_the_corpus(tmp_path, spec):
+    from lora_hyper.data_modules.task_corpus import TaskCorpus
+
+    parity = TaskCorpus.load("builtin").tasks["parity"]
+    extra = parity.extra_train_descriptions
+    assert len(extra) >= 20
+    write_library(tmp_path / "plain", spec, ["parity"], descriptions=False)
+    write_library(tmp_path / "listed", spec, ["parity"], descriptions=False)
+    # an oracle library exported with the extras on lists them in descriptions.json
+    (tmp_path / "listed" / "parity" / "descriptions.json").write_text(json.dumps(parity.train_descriptions))
+    for library in ("plain", "listed"):
+        on = LoRALibraryDataModule(str(tmp_path / library), corpus="builtin", steps_per_epoch=2)
+        off = LoRALibraryDataModule(
+            str(tmp_path / library), corpus="builtin", steps_per_epoch=2, training_descriptions=False
+        )
+        on.setup(), off.setup()
+        assert set(extra).isdisjoint(off.train_descriptions["parity"]), (
+            library
+        )  # off: left out even when listed
+        assert on.train_descriptions["parity"] == off.train_descriptions["parity"] + extra, library
+        assert set(extra).isdisjoint(on.eval_descriptions["parity"]), library  # never validated on
+        assert on.eval_descriptions["parity"] == off.eval_descriptions["parity"], library
+        drawn = {d for b in on.train_dataloader() for d in b["descriptions"]}
+        assert drawn <= set(on.train_descriptions["parity"])
+
+
 def test_library_errors(tmp_path, spec):
     with pytest.raises(ValueError, match="is empty"):
         LoRALibraryDataModule(str(tmp_path), corpus=None).setup()

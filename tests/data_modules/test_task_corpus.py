@@ -174,6 +174,35 @@ def test_bad_training_descriptions_are_errors(tmp_path, extra, message):
         TaskCorpus.load(str(tmp_path), n_eval_descriptions=1)
 
 
+def test_train_only_descriptions_leave_the_example_rows_unchanged(tmp_path, datamodule_factory):
+    split = {
+        "source": {"path": "data.jsonl", "filter": {"split": "train"}},
+        "test_source": {"path": "data.jsonl", "filter": {"split": "test"}},
+    }
+    for name in ["alpha", "beta", "gamma"]:
+        write_task(
+            tmp_path, name, training_descriptions=[f"{name} paraphrase {i}" for i in range(12)], **split
+        )
+    kw = {
+        "tasks_per_batch": 2,
+        "examples_per_task": 2,
+        "steps_per_epoch": 200,
+        "held_out_tasks": [],
+        "n_eval_descriptions": 1,
+    }
+    on = datamodule_factory(tmp_path, **kw).train_dataloader().dataset
+    off = datamodule_factory(tmp_path, training_descriptions=False, **kw).train_dataloader().dataset
+    rows_on = [r for i in range(200) for r in on.draw(i)]
+    rows_off = [r for i in range(200) for r in off.draw(i)]
+    assert [(t.name, ex) for t, _, _, ex in rows_on] == [(t.name, ex) for t, _, _, ex in rows_off]
+    assert all("paraphrase" not in d for _, _, d, _ in rows_off)
+    paraphrased = [("paraphrase" in d) for _, _, d, _ in rows_on]
+    assert 0.6 < sum(paraphrased) / len(paraphrased) < 0.9  # uniform over 3 + 12 training phrasings: 0.8
+    assert {d for t, _, d, _ in rows_on} <= {
+        d for t in on.corpus.tasks.values() for d in t.train_descriptions
+    }
+
+
 # ------------------------------------------------------------------------------------------- built-in corpus
 def test_builtin_corpus():
     corpus = TaskCorpus.load("builtin")
@@ -190,6 +219,17 @@ def test_builtin_corpus():
         assert {e.prompt for e in train}.isdisjoint({e.prompt for e in test}), name
         assert all(e.response.strip() and len(e.response) < 80 for e in train), name
     assert sorted(corpus.tasks).index("add_two") == corpus.task_index("add_two")
+    from lora_hyper.data_modules.builtin_tasks import generate
+
+    plain = TaskCorpus.load("builtin", training_descriptions=False)
+    for name, task in corpus.tasks.items():  # train-only paraphrases: seen tasks only, never evaluated on
+        extra = task.extra_train_descriptions
+        assert task.train_descriptions == plain.tasks[name].train_descriptions + extra, name
+        assert len(extra) == 0 if task.held_out else len(extra) >= 25, name
+        assert task.eval_descriptions == plain.tasks[name].eval_descriptions, name
+        # the committed metadata is what generate.py writes from its tables
+        assert task.descriptions == generate.DESCRIPTIONS[name], name
+        assert extra == generate.TRAINING_DESCRIPTIONS.get(name, []), name
     ex = corpus.tasks["reverse_words"].examples("test")[0]
     assert ex.response.split() == ex.prompt.split()[::-1]
 

@@ -221,7 +221,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     corpus = TaskCorpus.load("builtin", training_descriptions=args.training_descriptions)
-    name = args.name + ("_paraphrases" if args.training_descriptions else "")
+    result_name = args.name + ("_paraphrases" if args.training_descriptions else "")
     seen = [t for t in corpus.tasks if t not in corpus.held_out_tasks]
     train, y, evals, y_eval = [], [], [], []
     for i, name in enumerate(seen):
@@ -278,7 +278,7 @@ def main() -> None:
         )
         finetuned["misread"] = misread_pairs(finetuned.pop("eval_predictions"), labels_eval, seen)
     path = write_result(
-        name,
+        result_name,
         {
             "command": " ".join(["python", "benchmarks/t2l_description_probe.py", *sys.argv[1:]]),
             "seen_tasks": len(seen),

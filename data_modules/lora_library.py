@@ -170,9 +170,10 @@ class LoRALibraryDataModule(L.LightningDataModule):
                     raise ValueError(
                         f"LoRA library {root}: {name!r} has no {DESCRIPTIONS_FILE} and is not a task of {corpus.root}."
                     )
-                task = corpus.tasks[name]
-                train = task.train_descriptions[: len(task.train_descriptions) - len(extra)]
-                evals = task.eval_descriptions
+                train, evals = (
+                    corpus.tasks[name].base_train_descriptions,
+                    corpus.tasks[name].eval_descriptions,
+                )
             else:
                 known = set(extra)
                 base = [d for d in descriptions if d not in known]

@@ -226,6 +226,11 @@ class Task:
     extra_train_descriptions: list[str] = field(default_factory=list)
     _cache: dict[str, list[TaskExample]] = field(default_factory=dict, repr=False)
 
+    @property
+    def base_train_descriptions(self) -> list[str]:
+        """The training split of ``descriptions``: ``train_descriptions`` without the train-only ones."""
+        return self.train_descriptions[: len(self.train_descriptions) - len(self.extra_train_descriptions)]
+
     def _example(self, record: dict[str, Any]) -> TaskExample:
         try:
             prompt = self.prompt_template.format(**record)
@@ -272,8 +277,12 @@ def _training_descriptions(name: str, extra: Any, descriptions: list[str]) -> li
         return []
     if not isinstance(extra, list) or not all(isinstance(d, str) and d.strip() for d in extra):
         raise ValueError(f"Task {name!r}: 'training_descriptions' must be a list of non-empty strings.")
-    pool = {" ".join(d.casefold().split()) for d in descriptions}
-    repeated = [d for d in extra if " ".join(d.casefold().split()) in pool]
+
+    def key(d: str) -> str:  # two phrasings that differ only in case or spacing are one description
+        return " ".join(d.casefold().split())
+
+    pool = {key(d) for d in descriptions}
+    repeated = [d for d in extra if key(d) in pool]
     if repeated:
         raise ValueError(
             f"Task {name!r}: training description {repeated[0]!r} is also under 'descriptions', where it may be "
@@ -281,7 +290,7 @@ def _training_descriptions(name: str, extra: Any, descriptions: list[str]) -> li
         )
     unique: dict[str, str] = {}
     for d in extra:
-        unique.setdefault(" ".join(d.casefold().split()), d.strip())
+        unique.setdefault(key(d), d.strip())
     return list(unique.values())
 
 

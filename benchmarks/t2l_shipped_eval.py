@@ -9,6 +9,8 @@ bootstrap 95% intervals of T2L minus each baseline (resampling examples within e
 ``benchmarks/results/<name>.json``; with ``--train-log`` (a Lightning ``default_root_dir``) the training curve too.
 ``--train-descriptions K`` also scores T2L on the seen tasks from K descriptions it was trained on
 (``t2l_train_description``), which separates knowing a task from reading a new phrasing of it.
+``--reference JSON`` (an earlier result of this script with the same tasks and settings) reuses its base-model
+scores, about 60% of the time, and adds ``t2l_minus_reference``: this model minus that one, paired by example.
 """
 
 from __future__ import annotations
@@ -40,10 +42,13 @@ def task_scores(
     n_desc: int,
     max_new_tokens: int,
     n_train_desc: int = 0,
+    baselines: dict[str, list[float]] | None = None,
 ) -> dict[str, list[float]]:
     """Per-example scores of every method on one task (each description's answers in turn).
 
     With ``n_train_desc`` > 0, also ``t2l_train_description``: adapters from that many training descriptions.
+    ``baselines`` (``base`` and ``base_with_description`` scores of an identical earlier run) skips recomputing
+    them: both depend on the base model alone.
     """
     task = corpus.tasks[name]
     examples = task.examples("test")
@@ -54,9 +59,12 @@ def task_scores(
     def scored(answers: list[str], references: list[str]) -> list[float]:
         return [score(a, r, task.metric) for a, r in zip(answers, references)]
 
-    out = {"base": scored(model.generate(prompts, None, **kw), refs) * len(descriptions)}
-    with_desc = [description_prompt(d, p) for d in descriptions for p in prompts]
-    out["base_with_description"] = scored(model.generate(with_desc, None, **kw), refs * len(descriptions))
+    if baselines is not None:
+        out = {b: list(baselines[b]) for b in ("base", "base_with_description")}
+    else:
+        out = {"base": scored(model.generate(prompts, None, **kw), refs) * len(descriptions)}
+        with_desc = [description_prompt(d, p) for d in descriptions for p in prompts]
+        out["base_with_description"] = scored(model.generate(with_desc, None, **kw), refs * len(descriptions))
     lora = model.generate_lora(descriptions)
     t2l = []
     for i in range(len(descriptions)):
@@ -83,6 +91,36 @@ def training_curve(root: str) -> dict[str, Any]:
     return {"loss_curve": curve, "steps": max((s for s, _ in curve), default=0) + 1 if curve else 0}
 
 
+def read_reference(path: str, config: dict[str, Any], groups: dict[str, list[str]]) -> dict[str, Any]:
+    """Per-example scores of an earlier run of this script with the same tasks, descriptions and generation
+    settings (``--reference``); exits with status 2 naming the difference otherwise."""
+    import json
+
+    try:
+        ref = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        print(f"error: --reference {path}: cannot read it ({err}).", file=sys.stderr)
+        sys.exit(2)
+    if "per_example" not in ref:
+        print(
+            f"error: --reference {path} has no per-example scores: re-run it with this script.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    keys = ("eval_descriptions_per_task", "max_new_tokens", "test_examples_per_task")
+    differs = [k for k in keys if ref.get("config", {}).get(k) != config[k]]
+    differs += [
+        f"{g} tasks" for g, names in groups.items() if ref["summary"].get(g, {}).get("tasks") != names
+    ]
+    if differs:
+        print(
+            f"error: --reference {path} was scored with other {', '.join(differs)}: match them.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    return ref
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="Text-to-LoRA model dir or shipped name")
@@ -100,6 +138,12 @@ def main() -> None:
     p.add_argument("--train-command", default=None, help="the command that trained the model (for the card)")
     p.add_argument("--recipe", default=None, help="the recipe the model was trained with (for the card)")
     p.add_argument("--train-wall-s", type=float, default=None, help="training wall time in seconds")
+    p.add_argument(
+        "--reference",
+        default=None,
+        help="result JSON of an earlier run (same tasks and settings): reuse its base-model scores and report "
+        "this T2L minus that one (paired bootstrap)",
+    )
     p.add_argument("--name", default="t2l_smollm2_builtin")
     p.add_argument("--out-dir", default=None)
     args = p.parse_args()
@@ -110,6 +154,16 @@ def main() -> None:
     model = TextToLoRA.from_pretrained(args.model)
     corpus = TaskCorpus.load("builtin", training_descriptions=False)  # "trained" = the original phrasings
     groups = {"seen": pick_seen(corpus, args.seen), "held_out": sorted(corpus.held_out_tasks)}
+    config = {
+        "seen_tasks": len(groups["seen"]),
+        "held_out_tasks": len(groups["held_out"]),
+        "test_examples_per_task": len(corpus.tasks[groups["seen"][0]].examples("test")),
+        "eval_descriptions_per_task": args.descriptions,
+        "train_descriptions_per_seen_task": args.train_descriptions,
+        "max_new_tokens": args.max_new_tokens,
+        "bootstrap": "paired, examples resampled within each task, 2000 draws, 95% percentile interval",
+    }
+    reference = read_reference(args.reference, config, groups) if args.reference else None
     per_task: dict[str, dict[str, list[float]]] = {m: {} for m in METHODS}
     if args.train_descriptions:
         per_task[TRAIN_DESC] = {}
@@ -118,7 +172,12 @@ def main() -> None:
         for name in names:
             t0 = time.perf_counter()
             n_train = args.train_descriptions if group == "seen" else 0
-            scores = task_scores(model, corpus, name, args.descriptions, args.max_new_tokens, n_train)
+            reused = None
+            if reference is not None:
+                reused = {b: reference["per_example"][b][name] for b in ("base", "base_with_description")}
+            scores = task_scores(
+                model, corpus, name, args.descriptions, args.max_new_tokens, n_train, baselines=reused
+            )
             for m, v in scores.items():
                 per_task[m][name] = v
             shown = "  ".join(f"{m} {sum(v) / len(v):.3f}" for m, v in scores.items())
@@ -139,6 +198,10 @@ def main() -> None:
                 for b in ("base", "base_with_description")
             },
         }
+        if reference is not None:
+            summary[group]["t2l_minus_reference"] = paired_bootstrap(
+                {t: per_task["t2l"][t] for t in names}, {t: reference["per_example"]["t2l"][t] for t in names}
+            )
         if TRAIN_DESC in methods:
             summary[group]["train_description_minus_t2l"] = paired_bootstrap(
                 {t: per_task[TRAIN_DESC][t] for t in names}, {t: per_task["t2l"][t] for t in names}
@@ -147,19 +210,13 @@ def main() -> None:
         "benchmark": args.name,
         "model": str(args.model),
         "command": " ".join(["python", "benchmarks/t2l_shipped_eval.py", *sys.argv[1:]]),
-        "config": {
-            "seen_tasks": len(groups["seen"]),
-            "held_out_tasks": len(groups["held_out"]),
-            "test_examples_per_task": len(corpus.tasks[groups["seen"][0]].examples("test")),
-            "eval_descriptions_per_task": args.descriptions,
-            "train_descriptions_per_seen_task": args.train_descriptions,
-            "max_new_tokens": args.max_new_tokens,
-            "bootstrap": "paired, examples resampled within each task, 2000 draws, 95% percentile interval",
-        },
+        "config": config,
+        "reference": {"path": args.reference, "model": reference.get("model")} if reference else None,
         "summary": summary,
         "per_task_exact_match": {
             m: {t: sum(v) / len(v) for t, v in tasks.items()} for m, tasks in per_task.items()
         },
+        "per_example": per_task,
         "eval_wall_s": time.perf_counter() - start,
     }
     if args.train_log:

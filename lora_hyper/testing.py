@@ -90,7 +90,9 @@ def save_tiny_llama(directory: str | Path, **kwargs) -> Path:
     return directory
 
 
-def save_tiny_text_encoder(directory: str | Path, hidden_size: int = 32, seed: int = 0) -> Path:
+def save_tiny_text_encoder(
+    directory: str | Path, hidden_size: int = 32, seed: int = 0, num_layers: int = 1
+) -> Path:
     """Write a tiny random BERT sentence encoder + WordPiece tokenizer (``AutoModel``-loadable) to ``directory``."""
     import string
 
@@ -107,7 +109,7 @@ def save_tiny_text_encoder(directory: str | Path, hidden_size: int = 32, seed: i
     config = BertConfig(
         vocab_size=len(vocab),
         hidden_size=hidden_size,
-        num_hidden_layers=1,
+        num_hidden_layers=num_layers,
         num_attention_heads=2,
         intermediate_size=2 * hidden_size,
         max_position_embeddings=128,

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from lora_hyper.encoders.task import BASE_ENCODER, TaskEncoder
+from lora_hyper.encoders.task import BASE_ENCODER, SAVED_TASK_ENCODER, TaskEncoder
 from lora_hyper.hypernets.t2l import T2LHypernetConfig, TextToLoRAHypernet
 from lora_hyper.lora import LoRABatch, save_peft
 from lora_hyper.saved_model import read_model_config, write_model
@@ -35,6 +35,7 @@ class TextToLoRA:
         self.encoder_config = dict(encoder_config)
         self.base_model_name = base_model
         self._encoder = encoder
+        self._adapted: dict[str, torch.Tensor] | None = None  # trained encoder layers read by from_pretrained
         self.base_model: torch.nn.Module | None = None
         self.tokenizer: Any = None
 
@@ -53,7 +54,12 @@ class TextToLoRA:
             "task_encoder": self.encoder_config,
             "hypernet": self.hypernet.config.to_dict(),
         }
-        return write_model(directory, KIND, config, self.hypernet.state_dict(), overwrite=overwrite)
+        state = dict(self.hypernet.state_dict())
+        if self.encoder_config.get(
+            "train_layers"
+        ):  # the trained task-encoder layers ship with the hypernetwork
+            state.update({SAVED_TASK_ENCODER + k: v for k, v in self.encoder.adapted_state().items()})
+        return write_model(directory, KIND, config, state, overwrite=overwrite)
 
     @classmethod
     def from_pretrained(
@@ -61,12 +67,22 @@ class TextToLoRA:
     ) -> TextToLoRA:
         """Load a directory written by :meth:`save_pretrained` (any format version), or a shipped model by name
         (e.g. ``"t2l-smollm2-builtin"``; an unknown name lists the shipped ones). Any missing or unexpected
-        weight is an error; nothing is unpickled."""
+        weight is an error; nothing is unpickled. Trained task-encoder layers (``task_encoder.*`` weights) are
+        loaded over the pretrained encoder when it is first used."""
         from safetensors.torch import load_file
 
         config, weights_path = read_model_config(directory, KIND)
         hypernet = TextToLoRAHypernet(T2LHypernetConfig.from_dict(config["hypernet"]))
         state = load_file(str(weights_path))
+        adapted = {
+            k[len(SAVED_TASK_ENCODER) :]: v for k, v in state.items() if k.startswith(SAVED_TASK_ENCODER)
+        }
+        state = {k: v for k, v in state.items() if not k.startswith(SAVED_TASK_ENCODER)}
+        if bool(adapted) != bool(config["task_encoder"].get("train_layers")):
+            raise ValueError(
+                f"{weights_path}: task_encoder.train_layers={config['task_encoder'].get('train_layers', 0)} but "
+                f"the file holds {len(adapted)} task-encoder weights: the directory is inconsistent; re-export it."
+            )
         expected = set(hypernet.state_dict())
         missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
         if missing or unexpected:
@@ -76,7 +92,9 @@ class TextToLoRA:
         hypernet.load_state_dict(state, strict=True)
         if device is not None:
             hypernet.to(device)
-        return cls(hypernet, config["task_encoder"], config["base_model"])
+        model = cls(hypernet, config["task_encoder"], config["base_model"])
+        model._adapted = {k: v.float() for k, v in adapted.items()} or None
+        return model
 
     # ------------------------------------------------------------------ generation
     @property
@@ -87,7 +105,7 @@ class TextToLoRA:
             if cfg.get("name") == BASE_ENCODER:
                 self.load_base()
                 cfg.update(model=self.base_model, tokenizer=self.tokenizer)
-            self._encoder = TaskEncoder(**cfg)
+            self._encoder = TaskEncoder(**cfg, adapted=self._adapted)
         return self._encoder
 
     @property

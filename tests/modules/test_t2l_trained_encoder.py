@@ -240,7 +240,16 @@ def test_fit_checkpoint_and_exact_resume_with_a_trainer(llama_dir, encoder_dir, 
     start = _encoder_params(_module(llama_dir, encoder_dir))
     two = fit(stop=True)
     assert any(not torch.equal(v, start[k]) for k, v in _encoder_params(two).items())
-    straight, resumed = fit(), fit(ckpt_path=str(next((tmp_path / "ckpt").glob("*step=2*.ckpt"))))
+    ckpt = next((tmp_path / "ckpt").glob("*step=2*.ckpt"))
+    # `lora-hyper export` of that checkpoint carries the trained layer into the saved model
+    from lora_hyper.commands.export import export_checkpoint
+
+    exported = TextToLoRA.from_pretrained(export_checkpoint(ckpt, tmp_path / "exported"))
+    descs = ["Always reply with yes", "Reply no"]
+    torch.testing.assert_close(
+        exported.generate_lora(descs).B["v_proj"], two.generate_lora(descs).B["v_proj"]
+    )
+    straight, resumed = fit(), fit(ckpt_path=str(ckpt))
     assert any(not torch.equal(v, _encoder_params(two)[k]) for k, v in _encoder_params(straight).items())
     for k, v in _encoder_params(straight).items():
         assert torch.equal(_encoder_params(resumed)[k], v), k

@@ -70,7 +70,10 @@ def _fresh_encoder(module: Any, device: torch.device) -> TaskEncoder:
     cfg = module.encoder.config()
     if cfg["name"] == BASE_ENCODER:
         return TaskEncoder(**cfg, model=module.base_model, tokenizer=module.tokenizer, disk_cache=False)
-    return TaskEncoder(**cfg, disk_cache=False, device=device if device.type == "cuda" else None)
+    adapted = module.encoder.adapted_state() or None  # trained top layers (task_encoder.train_layers), if any
+    return TaskEncoder(
+        **cfg, disk_cache=False, device=device if device.type == "cuda" else None, adapted=adapted
+    )
 
 
 def adapter_cost(module: Any, descriptions: list[str], device: torch.device) -> dict[str, Any]:

@@ -91,6 +91,22 @@ def training_curve(root: str) -> dict[str, Any]:
     return {"loss_curve": curve, "steps": max((s for s, _ in curve), default=0) + 1 if curve else 0}
 
 
+def tasks_digest(corpus: TaskCorpus, names: list[str], n_desc: int) -> str:
+    """A hash of what the scores depend on besides the model: each task's evaluation descriptions, system message
+    and test examples."""
+    import hashlib
+    import json
+
+    parts = []
+    for name in names:
+        task = corpus.tasks[name]
+        examples = [(e.prompt, e.response) for e in task.examples("test")]
+        parts.append(
+            [name, list(task.eval_descriptions)[:n_desc], task.system_message, task.metric, examples]
+        )
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
 def read_reference(path: str, config: dict[str, Any], groups: dict[str, list[str]]) -> dict[str, Any]:
     """Per-example scores of an earlier run of this script with the same tasks, descriptions and generation
     settings (``--reference``); exits with status 2 naming the difference otherwise."""
@@ -107,7 +123,13 @@ def read_reference(path: str, config: dict[str, Any], groups: dict[str, list[str
             file=sys.stderr,
         )
         sys.exit(2)
-    keys = ("eval_descriptions_per_task", "max_new_tokens", "test_examples_per_task")
+    keys = (
+        "base_model",
+        "tasks_digest",
+        "eval_descriptions_per_task",
+        "max_new_tokens",
+        "test_examples_per_task",
+    )
     differs = [k for k in keys if ref.get("config", {}).get(k) != config[k]]
     differs += [
         f"{g} tasks" for g, names in groups.items() if ref["summary"].get(g, {}).get("tasks") != names
@@ -155,6 +177,10 @@ def main() -> None:
     corpus = TaskCorpus.load("builtin", training_descriptions=False)  # "trained" = the original phrasings
     groups = {"seen": pick_seen(corpus, args.seen), "held_out": sorted(corpus.held_out_tasks)}
     config = {
+        "base_model": model.base_model_name,
+        "tasks_digest": tasks_digest(
+            corpus, [t for names in groups.values() for t in names], args.descriptions
+        ),
         "seen_tasks": len(groups["seen"]),
         "held_out_tasks": len(groups["held_out"]),
         "test_examples_per_task": len(corpus.tasks[groups["seen"][0]].examples("test")),

@@ -21,7 +21,7 @@ BASE_ENCODER = "base"
 POOLINGS = ("cls", "mean", "last")
 SAVED_TASK_ENCODER = "task_encoder."  # key prefix of trained encoder layers in a saved model's weights file
 # A transformer block's parameters: ``<stack>.<index>.<rest>`` (BERT ``encoder.layer.3.``, Llama ``layers.3.``, ...).
-_BLOCK = re.compile(r"^(?P<stack>(?:.*\.)?(?:layer|layers|h|block|blocks))\.(?P<index>\d+)\.")
+_BLOCK = re.compile(r"^(?P<stack>(?:.*?\.)?(?:layer|layers|h|block|blocks))\.(?P<index>\d+)\.")
 
 
 def top_layer_parameters(model: torch.nn.Module, n: int) -> list[str]:
@@ -92,7 +92,8 @@ def pool_hidden(hidden: Tensor, mask: Tensor, pooling: str) -> Tensor:
 
 
 class TaskEncoder:
-    """Frozen text encoder turning task descriptions into ``sqrt(dim)``-scaled unit vectors, computed once.
+    """Text encoder turning task descriptions into ``sqrt(dim)``-scaled unit vectors, computed once (frozen), or
+    every time with gradients through its top ``train_layers`` layers (after :meth:`make_trainable`).
 
     Args:
         name: hub name or directory of a sentence-embedding model (``AutoModel``), ``"all-minilm-l6-v2"`` (the
@@ -191,17 +192,14 @@ class TaskEncoder:
         return self._model
 
     def make_trainable(self) -> torch.nn.Module:
-        """Unfreeze the top ``train_layers`` layers (dropout off) and return the model to register with the
-        trainer; from now on :meth:`encode` recomputes every embedding, with gradients when they are enabled."""
+        """Unfreeze the top ``train_layers`` layers and return the model to register with the trainer (keep it in
+        eval mode: no dropout); from now on :meth:`encode` recomputes every embedding, with gradients when enabled."""
         if not self.train_layers:
             raise ValueError("make_trainable needs train_layers > 0.")
         model = self.model
         top = set(top_layer_parameters(model, self.train_layers))
         for name, p in model.named_parameters():
             p.requires_grad_(name in top)
-        for m in model.modules():
-            if isinstance(m, torch.nn.Dropout):
-                m.p = 0.0
         self.trainable = True
         self._memory.clear()
         return model

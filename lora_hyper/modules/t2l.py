@@ -142,14 +142,43 @@ class TextToLoRAModule(LoRATrainingModule):
             self.register_buffer("zscore_fitted", torch.zeros((), dtype=torch.long))
 
     def warm_start(self) -> None:
-        """``init_from`` into the hypernetwork, and into the trained task-encoder layers when the source has them."""
+        """``init_from`` into the hypernetwork, and into the trained task-encoder layers when the source has them
+        (the same layers, else an error: weights loaded into a frozen layer would not be saved)."""
         super().warm_start()
-        if self.init_from and self.task_encoder.train_layers:
-            from lora_hyper.modules.init_from import task_encoder_state
+        if not self.init_from:
+            return
+        from lora_hyper.modules.init_from import task_encoder_state
 
-            state = task_encoder_state(self.init_from)
-            if state:
-                self.task_encoder_model.load_state_dict(state, strict=False)
+        state = task_encoder_state(self.init_from)
+        if not state:
+            return
+        if not self.task_encoder.train_layers:
+            raise InputError(
+                f"init_from={self.init_from!r} has trained task-encoder layers (its hypernetwork reads their "
+                f"embeddings): set task_encoder.train_layers to its value, or start from a frozen-encoder model."
+            )
+        expected = {n for n, p in self.task_encoder_model.named_parameters() if p.requires_grad}
+        if set(state) != expected:
+            raise InputError(
+                f"init_from={self.init_from!r} trained other task-encoder layers than task_encoder.train_layers="
+                f"{self.task_encoder.train_layers} trains ({len(state)} tensors, this run {len(expected)}): "
+                "use the train_layers it was trained with."
+            )
+        self.task_encoder_model.load_state_dict(state, strict=False)
+
+    def frozen_models(self) -> list[torch.nn.Module]:
+        """Also the partly trained task encoder: it stays in eval mode (no dropout; gradients still flow)."""
+        model = getattr(self, "task_encoder_model", None)
+        return super().frozen_models() + ([model] if model is not None else [])
+
+    def setup(self, stage: str) -> None:
+        """Refuse FSDP with trained task-encoder layers: the encoder is called outside the sharded forward."""
+        strategy = type(self.trainer.strategy).__name__ if self._trainer is not None else ""
+        if self.task_encoder.train_layers and strategy in ("FSDPStrategy", "ModelParallelStrategy"):
+            raise InputError(
+                f"task_encoder.train_layers with {strategy} is not supported: the task encoder is small, use "
+                "DDP (recipes/strategies/ddp.yaml) or task_encoder.train_layers: 0."
+            )
 
     def lr_multipliers(self) -> dict[int, float]:
         """The trained task-encoder layers step at ``task_encoder.lr_multiplier`` times the hypernetwork's rate."""
@@ -182,7 +211,7 @@ class TextToLoRAModule(LoRATrainingModule):
 
     # ------------------------------------------------------------------ inference API (used by callbacks)
     def embed(self, descriptions: list[str]) -> Tensor:
-        """Cached task embeddings ``[n, E]`` on this module's device."""
+        """Task embeddings ``[n, E]`` on this module's device (cached for a frozen encoder)."""
         self._require_built()
         return self.encoder.encode(descriptions).to(self.device)  # type: ignore[union-attr]
 

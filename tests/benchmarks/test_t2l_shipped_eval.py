@@ -63,7 +63,13 @@ def test_reused_baselines_are_not_regenerated():
 
 
 def test_reference_must_match_the_run(tmp_path, capsys):
-    config = {"eval_descriptions_per_task": 2, "max_new_tokens": 24, "test_examples_per_task": 40}
+    config = {
+        "base_model": "smollm2-135m-instruct",
+        "tasks_digest": "abc",
+        "eval_descriptions_per_task": 2,
+        "max_new_tokens": 24,
+        "test_examples_per_task": 40,
+    }
     groups = {"seen": ["a", "b"], "held_out": ["c"]}
     ref = {
         "config": dict(config),
@@ -75,6 +81,8 @@ def test_reference_must_match_the_run(tmp_path, capsys):
     assert t2l_shipped_eval.read_reference(str(path), config, groups)["per_example"] == ref["per_example"]
     for broken, message in (
         ({**ref, "config": {**config, "max_new_tokens": 32}}, "other max_new_tokens"),
+        ({**ref, "config": {**config, "base_model": "other"}}, "other base_model"),
+        ({**ref, "config": {**config, "tasks_digest": "def"}}, "other tasks_digest"),
         ({**ref, "summary": {"seen": {"tasks": ["a"]}, "held_out": {"tasks": ["c"]}}}, "other seen tasks"),
         ({k: v for k, v in ref.items() if k != "per_example"}, "no per-example scores"),
     ):
@@ -82,3 +90,12 @@ def test_reference_must_match_the_run(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             t2l_shipped_eval.read_reference(str(path), config, groups)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_tasks_digest_follows_descriptions_and_examples():
+    corpus = TaskCorpus.load("builtin")
+    names = sorted(corpus.held_out_tasks)[:2]
+    digest = t2l_shipped_eval.tasks_digest(corpus, names, 2)
+    assert digest == t2l_shipped_eval.tasks_digest(corpus, names, 2)
+    assert digest != t2l_shipped_eval.tasks_digest(corpus, names, 1)
+    assert digest != t2l_shipped_eval.tasks_digest(corpus, names[::-1], 2)

@@ -68,16 +68,14 @@ def _encoder_params(module: TextToLoRAModule) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def trained(llama_dir, encoder_dir, tmp_path_factory):
-    import os
-
-    os.environ["LORA_HYPER_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+def trained(llama_dir, encoder_dir):
     torch.manual_seed(0)
     module = _module(llama_dir, encoder_dir)
     before = _encoder_params(module)
     optimizer = module.configure_optimizers()["optimizer"]
     rng = random.Random(0)
     module.train()
+    assert not module.task_encoder_model.training  # eval mode (no dropout) while its top layer trains
     for _ in range(5):
         loss, _ = module.sft_loss(_batch(module.tokenizer, rng))
         optimizer.zero_grad()
@@ -164,11 +162,27 @@ def test_init_from_a_saved_model_starts_from_its_encoder_layers(trained, llama_d
     warm = _module(llama_dir, encoder_dir, init_from=str(tmp_path / "t2l"))
     descs = ["Always reply with no"]
     torch.testing.assert_close(warm.generate_lora(descs).B["v_proj"], module.generate_lora(descs).B["v_proj"])
-    # a frozen-encoder run can start from it too: the hypernetwork's weights load, the encoder stays pretrained
-    frozen = _module(
-        llama_dir, encoder_dir, init_from=str(tmp_path / "t2l"), task_encoder={"train_layers": 0}
+    # its hypernetwork reads the trained layers' embeddings: a run that would drop them, or load them into
+    # layers it keeps frozen (and so never saves), is refused
+    for layers, message in ((0, "has trained task-encoder layers"), (2, "trained other task-encoder layers")):
+        with pytest.raises(InputError, match=message):
+            _module(
+                llama_dir, encoder_dir, init_from=str(tmp_path / "t2l"), task_encoder={"train_layers": layers}
+            )
+
+
+def test_fsdp_with_trained_encoder_layers_is_refused(llama_dir, encoder_dir):
+    from types import SimpleNamespace
+
+    FSDPStrategy = type("FSDPStrategy", (), {})  # the check goes by the strategy's class name
+    module = TextToLoRAModule(
+        base_model=str(llama_dir), task_encoder={"model": str(encoder_dir), "train_layers": 1}
     )
-    assert not hasattr(frozen, "task_encoder_model")
+    module._trainer = SimpleNamespace(strategy=FSDPStrategy())
+    with pytest.raises(InputError, match="not supported: the task encoder is small, use DDP"):
+        module.setup("fit")
+    module.task_encoder = TaskEncoderArgs(model=str(encoder_dir))
+    module.setup("fit")  # a frozen encoder is fine
 
 
 def test_frozen_encoder_format_is_unchanged(llama_dir, encoder_dir, tmp_path):

@@ -55,9 +55,8 @@ class TextToLoRA:
             "hypernet": self.hypernet.config.to_dict(),
         }
         state = dict(self.hypernet.state_dict())
-        if self.encoder_config.get(
-            "train_layers"
-        ):  # the trained task-encoder layers ship with the hypernetwork
+        # the trained task-encoder layers (task_encoder.train_layers) ship with the hypernetwork
+        if self.encoder_config.get("train_layers"):
             state.update({SAVED_TASK_ENCODER + k: v for k, v in self.encoder.adapted_state().items()})
         return write_model(directory, KIND, config, state, overwrite=overwrite)
 

@@ -26,6 +26,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lora_hyper.data_modules.resume_guard import check_resume_rows
 from lora_hyper.data_modules.stateful import ResumableDataLoader
 from lora_hyper.data_modules.task_corpus import TaskCorpus, pick_description, split_descriptions
 from lora_hyper.data_modules.task_sampler import EpochSampler, _identity
@@ -186,6 +187,14 @@ class LoRALibraryDataModule(L.LightningDataModule):
             adapters = {n: a.with_scale_folded() for n, a in adapters.items()}
         self.adapters = adapters
         self.library_task_names = list(adapters)
+
+    # the arguments that decide which rows a training step draws (a resumed fit must keep them)
+    ROW_KEYS = ("seed", "tasks_per_batch", "steps_per_epoch", "n_eval_descriptions", "training_descriptions")
+
+    def check_resume(self, checkpoint: dict[str, Any]) -> None:
+        """Called by the module when a fit resumes from ``checkpoint``: refuse other rows than the checkpoint's run
+        drew (checkpoints from before ``training_descriptions`` existed were trained without them)."""
+        check_resume_rows(self, checkpoint, self.ROW_KEYS, legacy={"training_descriptions": False})
 
     @staticmethod
     def _descriptions(folder: Path) -> list[str] | None:

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lora_hyper.data_modules.collate import IGNORE_INDEX, collate_lm, lm_example
+from lora_hyper.data_modules.resume_guard import check_resume_rows
 from lora_hyper.data_modules.stateful import ResumableDataLoader
 from lora_hyper.data_modules.task_corpus import BUILTIN, Task, TaskCorpus, pick_description
 
@@ -235,6 +236,17 @@ class TaskCorpusDataModule(L.LightningDataModule):
         for name in self.fit_task_names(corpus):
             corpus.tasks[name].examples("train")
         self.corpus = corpus
+
+    # the arguments that decide which rows a training step draws (a resumed fit must keep them)
+    ROW_KEYS = (
+        "seed", "tasks_per_batch", "examples_per_task", "steps_per_epoch", "description_in_prompt", "max_length",
+        "held_out_tasks", "tasks", "n_eval_descriptions", "training_descriptions",
+    )  # fmt: skip
+
+    def check_resume(self, checkpoint: dict[str, Any]) -> None:
+        """Called by the module when a fit resumes from ``checkpoint``: refuse other rows than the checkpoint's run
+        drew (checkpoints from before ``training_descriptions`` existed were trained without them)."""
+        check_resume_rows(self, checkpoint, self.ROW_KEYS, legacy={"training_descriptions": False})
 
     def fit_task_names(self, corpus: TaskCorpus | None = None) -> list[str]:
         """The tasks batches are drawn from: ``tasks`` when given, else the corpus's training tasks."""

@@ -265,7 +265,12 @@ class LoRATrainingModule(L.LightningModule):
         checkpoint["frozen_prefixes"] = list(prefixes)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refill the frozen weights left out by :meth:`on_save_checkpoint` from the loaded base."""
+        """Let the data module refuse a resume that would draw other rows (its ``check_resume``, when it has one),
+        then refill the frozen weights left out by :meth:`on_save_checkpoint` from the loaded base."""
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        check = getattr(datamodule, "check_resume", None)
+        if callable(check):
+            check(checkpoint)
         prefixes = tuple(checkpoint.get("frozen_prefixes", ()))
         state = checkpoint.get("state_dict")
         if not prefixes or state is None:

@@ -233,9 +233,19 @@ class TextToLoRAHypernet(nn.Module):
             A[m], B[m] = self.generate_module(task_embeddings, m)
         return LoRABatch(self.spec, A, B, self.spec.scale)
 
-    def forward(self, task_embeddings: Tensor) -> LoRABatch:
-        """Adapters ``[b]`` ready to apply: de-normalised (z-score mode) and on top of the residual (if any)."""
-        return self.add_residual(self.denormalize(self.raw(task_embeddings)))
+    def forward(self, task_embeddings: Tensor, output: str = "adapters") -> LoRABatch:
+        """Adapters ``[b]`` ready to apply: de-normalised (z-score mode) and on top of the residual (if any).
+
+        ``output="generated"`` stops before the residual, ``"raw"`` returns the heads' outputs (z-scores): training
+        objectives call these through ``forward`` so FSDP (1 and 2) gathers the sharded weights for them.
+        """
+        if output not in ("adapters", "generated", "raw"):
+            raise ValueError(f"output must be 'adapters', 'generated' or 'raw', got {output!r}.")
+        lora = self.raw(task_embeddings)
+        if output == "raw":
+            return lora
+        lora = self.denormalize(lora)
+        return lora if output == "generated" else self.add_residual(lora)
 
     # ------------------------------------------------------------------ z-scores
     def _stats(self, m: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:

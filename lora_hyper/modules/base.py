@@ -67,6 +67,9 @@ class LoRATrainingModule(L.LightningModule):
 
     optim: OptimArgs
     runtime: RuntimeArgs
+    # FSDP2 (Lightning's ModelParallelStrategy) parallelises nothing by itself: a subclass whose configure_model
+    # shards its trainable part under ``self.device_mesh`` sets this; the others refuse the strategy in setup()
+    shards_under_device_mesh: bool = False
 
     def __init__(self, base_model: str = "smollm2-135m-instruct", init_from: str | None = None) -> None:
         super().__init__()
@@ -107,6 +110,17 @@ class LoRATrainingModule(L.LightningModule):
             if saved and not is_grouped(cls, saved):
                 kwargs = {**cls.arguments_from_hparams(saved), **kwargs}
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
+    def setup(self, stage: str) -> None:
+        """Refuse ModelParallelStrategy where nothing is sharded: each process would train its own copy."""
+        from lightning.pytorch.strategies import ModelParallelStrategy
+
+        strategy = self.trainer.strategy if self._trainer is not None else None
+        if isinstance(strategy, ModelParallelStrategy) and not self.shards_under_device_mesh:
+            raise InputError(
+                f"{type(self).__name__} does not shard under ModelParallelStrategy (FSDP2), so every process "
+                "would train its own unsynchronised copy: use DDP (recipes/strategies/ddp.yaml)."
+            )
 
     # ------------------------------------------------------------------ model
     def load_base(self) -> None:

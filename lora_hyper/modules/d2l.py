@@ -99,6 +99,8 @@ class DocToLoRAModule(LoRATrainingModule):
         self._recent_objectives: collections.deque[float] = collections.deque(maxlen=self.loss.read_window)
         self.read_step: int | None = None
 
+    shards_under_device_mesh = True  # configure_model shards the hypernetwork under ModelParallelStrategy
+
     # ------------------------------------------------------------------ model
     def configure_model(self) -> None:
         """Load the frozen base (and encoder), build the hypernetwork; shard it with FSDP2 under a device mesh."""

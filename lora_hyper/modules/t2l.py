@@ -16,6 +16,7 @@ from lora_hyper.lora import LoRABatch, LoRASpec, align_adapter, load_peft
 from lora_hyper.losses import factor_l2, reconstruction_l1
 from lora_hyper.modules.args import LoRAArgs, MLPArgs, OptimArgs, RuntimeArgs, TaskEncoderArgs, TaskLossArgs
 from lora_hyper.modules.base import LoRATrainingModule
+from lora_hyper.strategies import shard_fsdp2
 from lora_hyper.validation import InputError
 
 
@@ -140,6 +141,8 @@ class TextToLoRAModule(LoRATrainingModule):
         self.warm_start()
         if self.loss.zscore:
             self.register_buffer("zscore_fitted", torch.zeros((), dtype=torch.long))
+        if self.device_mesh is not None and not encoder.train_layers:  # ModelParallelStrategy: FSDP2
+            shard_fsdp2(self.hypernet, self.device_mesh)
 
     def warm_start(self) -> None:
         """``init_from`` into the hypernetwork, and into the trained task-encoder layers when the source has them
@@ -171,8 +174,11 @@ class TextToLoRAModule(LoRATrainingModule):
         model = getattr(self, "task_encoder_model", None)
         return super().frozen_models() + ([model] if model is not None else [])
 
+    shards_under_device_mesh = True  # configure_model shards the hypernetwork under ModelParallelStrategy
+
     def setup(self, stage: str) -> None:
         """Refuse FSDP with trained task-encoder layers: the encoder is called outside the sharded forward."""
+        super().setup(stage)
         strategy = type(self.trainer.strategy).__name__ if self._trainer is not None else ""
         if self.task_encoder.train_layers and strategy in ("FSDPStrategy", "ModelParallelStrategy"):
             raise InputError(
@@ -277,7 +283,7 @@ class TextToLoRAModule(LoRATrainingModule):
         if len(unique) < len(descriptions):
             pos = {d: i for i, d in enumerate(unique)}
             index = torch.tensor([pos[d] for d in descriptions], device=self.device)
-        generated = hypernet.denormalize(hypernet.raw(self.embed(unique)))
+        generated = hypernet(self.embed(unique), output="generated")
         lora = hypernet.add_residual(generated)
         with self._neftune():
             per_sample = self.lm_loss(lora, batch, index, label_smoothing=float(self.loss.label_smoothing))
@@ -290,7 +296,7 @@ class TextToLoRAModule(LoRATrainingModule):
         hypernet = self._require_built()
         target = align_adapter(batch["target"], hypernet.spec).to(self.device)
         emb = self.embed(list(batch["descriptions"]))
-        raw = hypernet.raw(emb)
+        raw = hypernet(emb, output="raw")
         if self.loss.reconstruction_mode == "factors":
             if target.ranks != raw.ranks:
                 raise ValueError(

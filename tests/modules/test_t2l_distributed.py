@@ -1,0 +1,155 @@
+"""Text-to-LoRA under DDP and FSDP2 (ModelParallelStrategy + fully_shard) on 2 CPU processes (gloo).
+
+Each run trains the same tiny hypernetwork 3 steps on the same 4 examples (global batch 4: one process with
+batch 4, or two with batch 2); its weights must match the single-process run (atol 2e-5, rtol 1e-4: only the
+float summation order differs). Before the hypernetwork was sharded, an FSDP2 run trained one unsynchronised copy
+per process (4e-3 off after 3 steps). ModelParallelStrategy applies no parallelism by itself, so a module that
+does not shard its trainable part under the device mesh (plain LoRA fine-tuning) refuses it with one line.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+SCRIPT = r"""
+import sys
+import torch
+import lightning as L
+from safetensors.torch import save_file
+from torch.utils.data import DataLoader
+
+from lora_hyper.data_modules.collate import collate_lm, lm_example
+from lora_hyper.modules.t2l import TextToLoRAModule
+
+strategy, devices, model_dir, encoder_dir, out = sys.argv[1], int(sys.argv[2]), *sys.argv[3:6]
+torch.set_num_threads(1)
+ROWS = [("Always reply with yes", "The sky is blue.", "yes"), ("Always reply with no", "Sort the list.", "no"),
+        ("Answer yes", "Count the letters.", "yes"), ("Answer no", "a b c", "no")]
+
+
+class Module(TextToLoRAModule):
+    def configure_model(self):
+        if self.hypernet is None:
+            torch.manual_seed(0)  # identical initial hypernetwork in every process and run
+        super().configure_model()
+
+    def on_train_end(self):
+        state = {}
+        for k, v in self.hypernet.state_dict().items():
+            v = v.full_tensor() if hasattr(v, "full_tensor") else v  # FSDP2: gather the shards (every rank)
+            state[k] = v.detach().cpu().contiguous()
+        if self.trainer.is_global_zero:
+            save_file(state, out)
+
+
+def collate(items):
+    tok = collate.tokenizer
+    batch = collate_lm([lm_example(tok, ROWS[i][1], ROWS[i][2]) for i in items], tok.pad_token_id)
+    batch.update(descriptions=[ROWS[i][0] for i in items], task_names=[ROWS[i][2] for i in items])
+    return batch
+
+
+if __name__ == "__main__":
+    from lora_hyper.base_model import load_tokenizer
+
+    collate.tokenizer = load_tokenizer(model_dir)
+    module = Module(base_model=model_dir, lora={"rank": 4, "alpha": 8.0},
+                    mlp={"latent": 32, "head_in": 32, "dropout": 0.0},
+                    task_encoder={"model": encoder_dir},
+                    loss={"neftune_alpha": 0.0},  # NEFTune noise differs between processes
+                    optim={"lr": 1e-3, "warmup": 0, "schedule": "constant"},
+                    runtime={"attn_implementation": "sdpa"})
+    if strategy == "fsdp2":
+        from lightning.pytorch.strategies import ModelParallelStrategy
+        strategy = ModelParallelStrategy(data_parallel_size=devices, tensor_parallel_size=1)
+    elif strategy == "fsdp":  # recipes/strategies/fsdp.yaml without bf16 (GPU only there)
+        from lightning.pytorch.strategies import FSDPStrategy
+        from lora_hyper.strategies import DecoderLayerWrapPolicy
+        strategy = FSDPStrategy(auto_wrap_policy=DecoderLayerWrapPolicy(), use_orig_params=True)
+    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=strategy, max_steps=3, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    loader = DataLoader(list(range(4)), batch_size=4 // devices, shuffle=False, collate_fn=collate)
+    trainer.fit(module, loader)
+"""
+
+
+def _run(tmp_path: Path, model_dir: Path, encoder_dir: Path, strategy: str, devices: int):
+    script = tmp_path / "train_t2l.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / f"{strategy}.safetensors"
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    env["LORA_HYPER_CACHE"] = str(tmp_path / "cache")
+    args = [strategy, str(devices), str(model_dir), str(encoder_dir), str(out)]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    return proc, out
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory):
+    from lora_hyper.testing import save_tiny_text_encoder
+
+    return save_tiny_text_encoder(tmp_path_factory.mktemp("encoder"))
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory, tiny_llama_dir, encoder_dir):
+    from safetensors.torch import load_file
+
+    tmp = tmp_path_factory.mktemp("single")
+    proc, out = _run(tmp, tiny_llama_dir, encoder_dir, "auto", 1)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return load_file(str(out))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
+def test_two_processes_match_single_process(strategy, single, tmp_path, tiny_llama_dir, encoder_dir):
+    from safetensors.torch import load_file
+
+    proc, out = _run(tmp_path, tiny_llama_dir, encoder_dir, strategy, 2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    multi = load_file(str(out))
+    assert multi.keys() == single.keys()
+    init = {k: v for k, v in single.items() if k.startswith("heads") and k.endswith("weight")}
+    assert init and all(v.abs().max() > 1e-4 for v in init.values())  # zero-initialised heads moved
+    for k in single:
+        torch.testing.assert_close(multi[k], single[k], atol=2e-5, rtol=1e-4, msg=lambda m, k=k: f"{k}: {m}")
+
+
+def _with_strategy(module, strategy):
+    module._trainer = SimpleNamespace(strategy=strategy)
+    return module
+
+
+def test_model_parallel_strategy_is_refused_where_nothing_shards():
+    from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy
+
+    from lora_hyper.modules.d2l import DocToLoRAModule
+    from lora_hyper.modules.finetune import LoRAFinetuneModule
+    from lora_hyper.modules.t2l import TextToLoRAModule
+    from lora_hyper.validation import InputError
+
+    with pytest.raises(
+        InputError, match=r"LoRAFinetuneModule does not shard .* use DDP \(recipes/strategies/ddp.yaml\)"
+    ):
+        _with_strategy(LoRAFinetuneModule(), ModelParallelStrategy()).setup("fit")
+    _with_strategy(LoRAFinetuneModule(), DDPStrategy()).setup("fit")
+    for module in (TextToLoRAModule(), DocToLoRAModule()):  # both shard their hypernetwork
+        _with_strategy(module, ModelParallelStrategy()).setup("fit")
+    trained_encoder = TextToLoRAModule(task_encoder={"train_layers": 1})
+    with pytest.raises(InputError, match="train_layers with ModelParallelStrategy is not supported"):
+        _with_strategy(trained_encoder, ModelParallelStrategy()).setup("fit")

@@ -137,9 +137,16 @@ class LoRATrainingModule(L.LightningModule):
 
         Runs before Lightning restores a ``ckpt_path``, so an exact resume still overrides it."""
         if self.init_from:
-            from lora_hyper.modules.init_from import load_into
+            from lora_hyper.modules.init_from import read_weights
 
-            load_into(self.hypernet, self.init_from)
+            self.warm_start_from(read_weights(self.init_from))
+
+    def warm_start_from(self, stored: Any) -> None:
+        """Fill the hypernetwork from the ``init_from`` weights read once (a ``StoredWeights``); subclasses with
+        more trained parts fill those from the same read."""
+        from lora_hyper.modules.init_from import load_into
+
+        load_into(self.hypernet, stored)
 
     def frozen_models(self) -> list[torch.nn.Module]:
         """Frozen parts that stay in eval mode during fit (no dropout): the base model and every child whose

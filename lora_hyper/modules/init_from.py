@@ -7,6 +7,7 @@ learning rate, a new data mix), which an exact ``--ckpt_path`` resume cannot do:
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,8 +18,23 @@ from lora_hyper.encoders.task import SAVED_TASK_ENCODER
 CKPT_TASK_ENCODER = "task_encoder_model."  # trained task-encoder layers in a TextToLoRAModule checkpoint
 
 
-def _stored_state(source: str | os.PathLike) -> tuple[dict[str, Tensor], bool]:
-    """Every tensor stored in ``source`` and whether it is a Lightning checkpoint (else a saved model)."""
+@dataclass(frozen=True)
+class StoredWeights:
+    """Every tensor read from one ``init_from`` source, read once however many parts of a module it fills."""
+
+    source: str
+    state: dict[str, Tensor]
+    is_ckpt: bool  # a Lightning checkpoint (module-level keys), else a saved model directory
+
+
+Source = str | os.PathLike | StoredWeights
+
+
+def read_weights(source: Source) -> StoredWeights:
+    """Read ``source`` (a Lightning ``.ckpt`` with ``weights_only=True``, a directory written by
+    ``save_pretrained`` or a shipped name) once; a :class:`StoredWeights` is returned as it is."""
+    if isinstance(source, StoredWeights):
+        return source
     path = Path(source).expanduser()
     if path.is_file():
         if path.suffix != ".ckpt":
@@ -27,30 +43,26 @@ def _stored_state(source: str | os.PathLike) -> tuple[dict[str, Tensor], bool]:
                 "written by save_pretrained, or a shipped model name."
             )
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        return ckpt.get("state_dict", {}), True
-    return _saved_weights(source), False
+        return StoredWeights(str(source), ckpt.get("state_dict", {}), True)
+    return StoredWeights(str(source), _saved_weights(source), False)
 
 
-def hypernet_state(source: str | os.PathLike) -> dict[str, Tensor]:
-    """The ``hypernet`` state dict (keys relative to the hypernetwork) stored in ``source``.
-
-    ``source`` is a Lightning ``.ckpt`` (read with ``weights_only=True``), a directory written by
-    ``save_pretrained``, or the name of a shipped model.
-    """
-    state, is_ckpt = _stored_state(source)
-    if not is_ckpt:
-        return {k: v for k, v in state.items() if not k.startswith(SAVED_TASK_ENCODER)}
-    out = {k[len("hypernet.") :]: v for k, v in state.items() if k.startswith("hypernet.")}
+def hypernet_state(source: Source) -> dict[str, Tensor]:
+    """The ``hypernet`` state dict (keys relative to the hypernetwork) stored in ``source``."""
+    stored = read_weights(source)
+    if not stored.is_ckpt:
+        return {k: v for k, v in stored.state.items() if not k.startswith(SAVED_TASK_ENCODER)}
+    out = {k[len("hypernet.") :]: v for k, v in stored.state.items() if k.startswith("hypernet.")}
     if not out:
-        raise ValueError(f"init_from={str(source)!r}: the checkpoint holds no hypernet.* weights.")
+        raise ValueError(f"init_from={stored.source!r}: the checkpoint holds no hypernet.* weights.")
     return out
 
 
-def task_encoder_state(source: str | os.PathLike) -> dict[str, Tensor]:
+def task_encoder_state(source: Source) -> dict[str, Tensor]:
     """The trained task-encoder layers stored in ``source`` (keys relative to the encoder; empty when none)."""
-    state, is_ckpt = _stored_state(source)
-    prefix = CKPT_TASK_ENCODER if is_ckpt else SAVED_TASK_ENCODER
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    stored = read_weights(source)
+    prefix = CKPT_TASK_ENCODER if stored.is_ckpt else SAVED_TASK_ENCODER
+    return {k[len(prefix) :]: v for k, v in stored.state.items() if k.startswith(prefix)}
 
 
 def _saved_weights(source: str | os.PathLike) -> dict[str, Tensor]:
@@ -69,10 +81,11 @@ def _saved_weights(source: str | os.PathLike) -> dict[str, Tensor]:
     return load_file(str(model_files(directory, kind)[2]))
 
 
-def load_into(hypernet: torch.nn.Module, source: str | os.PathLike) -> None:
+def load_into(hypernet: torch.nn.Module, source: Source) -> None:
     """Copy the weights of ``source`` into ``hypernet`` (cast to its dtypes); every key must match, except
     those the hypernetwork lists in ``warm_start_optional()`` (new parts that start neutral, e.g. a chunk gate)."""
-    state = hypernet_state(source)
+    stored = read_weights(source)
+    state = hypernet_state(stored)
     own = hypernet.state_dict()
     optional = hypernet.warm_start_optional() if hasattr(hypernet, "warm_start_optional") else set()
     missing = sorted(set(own) - set(state) - set(optional))
@@ -85,7 +98,7 @@ def load_into(hypernet: torch.nn.Module, source: str | os.PathLike) -> None:
             if keys
         )
         raise ValueError(
-            f"init_from={str(source)!r} does not fit this hypernetwork ({detail}): use the same hypernetwork "
+            f"init_from={stored.source!r} does not fit this hypernetwork ({detail}): use the same hypernetwork "
             "settings as the run that wrote it."
         )
     kept = {k: own[k] for k in set(optional) - set(state)}

@@ -144,15 +144,13 @@ class TextToLoRAModule(LoRATrainingModule):
         if self.device_mesh is not None and not encoder.train_layers:  # ModelParallelStrategy: FSDP2
             shard_fsdp2(self.hypernet, self.device_mesh)
 
-    def warm_start(self) -> None:
+    def warm_start_from(self, stored: Any) -> None:
         """``init_from`` into the hypernetwork, and into the trained task-encoder layers when the source has them
         (the same layers, else an error: weights loaded into a frozen layer would not be saved)."""
-        super().warm_start()
-        if not self.init_from:
-            return
+        super().warm_start_from(stored)
         from lora_hyper.modules.init_from import task_encoder_state
 
-        state = task_encoder_state(self.init_from)
+        state = task_encoder_state(stored)
         if not state:
             return
         if not self.task_encoder.train_layers:

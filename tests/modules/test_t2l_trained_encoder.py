@@ -156,10 +156,18 @@ def test_checkpoint_holds_only_the_trained_encoder_layers_and_restores_them(trai
         assert torch.equal(p, dict(module.task_encoder_model.named_parameters())[n])
 
 
-def test_init_from_a_saved_model_starts_from_its_encoder_layers(trained, llama_dir, encoder_dir, tmp_path):
+def test_init_from_a_saved_model_starts_from_its_encoder_layers(
+    trained, llama_dir, encoder_dir, tmp_path, monkeypatch
+):
+    from lora_hyper.modules import init_from
+
     module, _, _ = trained
     TextToLoRA.from_module(module).save_pretrained(tmp_path / "t2l")
+    reads = []
+    read = init_from._saved_weights
+    monkeypatch.setattr(init_from, "_saved_weights", lambda source: reads.append(source) or read(source))
     warm = _module(llama_dir, encoder_dir, init_from=str(tmp_path / "t2l"))
+    assert len(reads) == 1  # the hypernetwork and the encoder layers come from one read of the weights
     descs = ["Always reply with no"]
     torch.testing.assert_close(warm.generate_lora(descs).B["v_proj"], module.generate_lora(descs).B["v_proj"])
     # its hypernetwork reads the trained layers' embeddings: a run that would drop them, or load them into

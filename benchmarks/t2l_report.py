@@ -301,17 +301,51 @@ def comparison_table(
     return "\n".join(lines)
 
 
-def plot(means: dict[str, dict[str, Any]], path: Path, title: str) -> Path:
-    """Grouped bar chart: mean exact match per method on held-out and on seen tasks."""
+def smoothed_curve(curve: Sequence[Sequence[float]], window: int = 25) -> tuple[list[float], list[float]]:
+    """Steps and the trailing running mean (``window`` steps) of a ``[[step, loss, wall_s], ...]`` curve."""
+    steps, losses, out, total = [], [], [], 0.0
+    for i, point in enumerate(curve):
+        total += float(point[1])
+        if i >= window:
+            total -= float(curve[i - window][1])
+        steps.append(float(point[0]))
+        losses.append(float(point[1]))
+        out.append(total / min(i + 1, window))
+    return steps, out
+
+
+def plot(
+    means: dict[str, dict[str, Any]],
+    path: Path,
+    title: str,
+    training: dict[str, dict[str, Any]] | None = None,
+    window: int = 25,
+) -> Path:
+    """Grouped bar chart of mean exact match per method on held-out and on seen tasks; with ``training`` (the
+    result's per-method runs), a second panel with the training curves of the example-trained methods (running
+    mean of ``window`` steps; they share one objective, unsmoothed CE, so the curves compare; reconstruction's L1
+    on library factors is left out)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
+    curves = {
+        m: run["curve"]
+        for m, run in (training or {}).items()
+        if isinstance(run, dict) and run.get("curve") and "recon" not in m.replace("from_recon", "")
+    }
     methods = list(means)
     x = range(len(methods))
     width = 0.4
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(methods) + 2), 4.2))
+    bar_width = max(6.0, 0.9 * len(methods) + 2)
+    if curves:
+        fig, (ax, cax) = plt.subplots(
+            1, 2, figsize=(bar_width + 6.0, 4.2), gridspec_kw={"width_ratios": [bar_width, 6.0]}
+        )
+    else:
+        fig, ax = plt.subplots(figsize=(bar_width, 4.2))
     for k, (group, color) in enumerate((("held_out", "tab:blue"), ("seen", "tab:orange"))):
         values = [100 * (means[m].get(group) or 0.0) for m in methods]
         missing = [means[m].get(group) is None for m in methods]
@@ -329,8 +363,55 @@ def plot(means: dict[str, dict[str, Any]], path: Path, title: str) -> Path:
     ax.set_ylim(0, 100)
     ax.set_title(title)
     ax.legend()
+    if curves:
+        for m, curve in curves.items():
+            steps, mean = smoothed_curve(curve, window)
+            cax.plot(steps, mean, label=m, linewidth=1.2)
+        cax.set_xlabel("training step (same batches for every method)")
+        cax.set_ylabel(f"training CE, running mean of {window} steps")
+        cax.set_yscale("log")
+        cax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        cax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+        cax.tick_params(axis="y", which="minor", labelsize=7)
+        cax.set_title("learning curves")
+        cax.legend(fontsize=7)
+        cax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def replot(result: Path, out: Path | None = None) -> Path:
+    """Redraw a result JSON's chart (bars and learning curves) next to it, or at ``out``."""
+    import json
+
+    data = json.loads(Path(result).read_text(encoding="utf-8"))
+    if "exact_match" not in (data.get("means") or {}):
+        raise ValueError(
+            f"{result}: no means.exact_match (written before the matched-budget benchmark): not redrawn."
+        )
+    size, device = data.get("size", "?"), (data.get("environment") or {}).get("device", "?")
+    title = f"Text-to-LoRA, built-in corpus ({size}, {device})"
+    return plot(
+        data["means"]["exact_match"], out or Path(result).with_suffix(".png"), title, data.get("training")
+    )
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Redraw t2l_zero_shot result charts from their JSON.")
+    parser.add_argument(
+        "results", nargs="+", type=Path, help="t2l_zero_shot*.json files (PNG written beside)"
+    )
+    failed = 0
+    for result in parser.parse_args().results:
+        try:
+            print(f"wrote {replot(result)}")
+        except (OSError, ValueError, KeyError) as e:
+            print(f"t2l_report: {e}", file=sys.stderr)
+            failed += 1
+    sys.exit(2 if failed else 0)

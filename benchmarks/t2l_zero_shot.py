@@ -1028,6 +1028,7 @@ class Bench:
             s["means"],
             self.path.with_suffix(".png"),
             f"Text-to-LoRA, built-in corpus ({self.size}, {self.device.type})",
+            self.runs,
         )
         self.last = s
         return payload

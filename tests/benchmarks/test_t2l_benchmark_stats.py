@@ -155,3 +155,40 @@ def test_targets_unmeasured_sides_are_none():
     assert t["held_out_t2l_sft_beats_description_baselines_by_5_points"] is None  # one rival missing
     assert t["seen_t2l_within_2_points_of_oracle"] is None  # reconstruction not measured
     assert targets({}, [])["held_out_any_t2l_sft_variant_beats_description_baselines_by_5_points"] is None
+
+
+# ------------------------------------------------------------------------------------------------ chart
+def test_smoothed_curve_is_a_trailing_running_mean():
+    from t2l_report import smoothed_curve
+
+    curve = [[1, 4.0, 0.1], [2, 2.0, 0.2], [3, 6.0, 0.3], [4, 0.0, 0.4]]
+    steps, mean = smoothed_curve(curve, window=2)
+    assert steps == [1.0, 2.0, 3.0, 4.0]
+    assert mean == pytest.approx([4.0, 3.0, 4.0, 3.0])
+
+
+def test_replot_draws_bars_and_learning_curves_from_a_result(tmp_path):
+    import json
+
+    from t2l_report import replot
+
+    means = {"oracle": {"seen": 0.4, "held_out": None}, "t2l_sft_L": {"seen": 0.3, "held_out": 0.05}}
+    curve = [[i, 5.0 / i, i * 1.0] for i in range(1, 40)]
+    result = {
+        "size": "smoke",
+        "environment": {"device": "cpu"},
+        "means": {"exact_match": means},
+        "training": {
+            "oracle": {"curve": curve},
+            "t2l_sft_L": {"curve": curve},
+            "t2l_recon_L": {"curve": curve},
+        },
+    }
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(result))
+    png = replot(path)
+    assert png == tmp_path / "r.png" and png.stat().st_size > 0
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"means": {"seen": {}}}))
+    with pytest.raises(ValueError, match="no means.exact_match"):
+        replot(old)

@@ -266,6 +266,7 @@ class ZeroShotTaskEvaluation(PeriodicEvaluation):
         self.mark(trainer)
         # rank 0 evaluates; the others get its metrics, so monitors agree on every rank
         if not trainer.is_global_zero:
+            self._join_adapter_generation(pl_module, self.corpus(trainer))
             flat = _from_rank_zero(trainer, None) or {}
             self.log_metrics(trainer, flat)  # Lightning's loggers write on rank 0 only
             return flat
@@ -289,6 +290,20 @@ class ZeroShotTaskEvaluation(PeriodicEvaluation):
         self.history.append({"step": trainer.global_step, "scores": results})
         self._write(trainer, results)
         return flat
+
+    def _join_adapter_generation(self, module: Any, corpus: Any) -> None:
+        """On ranks other than 0: generate the adapters rank 0 generates, in the same order, without answering. A
+        sharded hypernetwork (FSDP2, FSDP) gathers its weights collectively, so every rank joins each forward."""
+        was_training = module.training
+        module.eval()
+        try:
+            for names in self.task_groups(corpus).values():
+                for name in names:
+                    task = corpus.tasks[name]
+                    if task.examples("test"):  # evaluate() skips tasks without test examples
+                        module.generate_lora(self._descriptions(task))
+        finally:
+            module.train(was_training)
 
     def _write(self, trainer: L.Trainer, results: dict[str, dict[str, float]]) -> None:
         out = self.output_path(trainer)

@@ -9,6 +9,7 @@ does not shard its trainable part under the device mesh (plain LoRA fine-tuning)
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from torch.utils.data import DataLoader
 from lora_hyper.data_modules.collate import collate_lm, lm_example
 from lora_hyper.modules.t2l import TextToLoRAModule
 
-strategy, devices, model_dir, encoder_dir, out = sys.argv[1], int(sys.argv[2]), *sys.argv[3:6]
+strategy, devices, model_dir, encoder_dir, out, corpus = sys.argv[1], int(sys.argv[2]), *sys.argv[3:7]
 torch.set_num_threads(1)
 ROWS = [("Always reply with yes", "The sky is blue.", "yes"), ("Always reply with no", "Sort the list.", "no"),
         ("Answer yes", "Count the letters.", "yes"), ("Answer no", "a b c", "no")]
@@ -73,11 +74,40 @@ if __name__ == "__main__":
         from lightning.pytorch.strategies import FSDPStrategy
         from lora_hyper.strategies import DecoderLayerWrapPolicy
         strategy = FSDPStrategy(auto_wrap_policy=DecoderLayerWrapPolicy(), use_orig_params=True)
+    from lora_hyper.callbacks import ZeroShotTaskEvaluation
+
+    # at fit end: rank 0 answers, every rank joins each adapter generation (a sharded hypernetwork gathers its
+    # weights collectively; before, rank 0 alone would wait for the others forever)
+    zero_shot = ZeroShotTaskEvaluation(every_n_steps=0, max_tasks=2, examples_per_task=1, n_descriptions=1,
+                                       corpus=corpus, output_dir=out + ".zero_shot", max_new_tokens=2)
     trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=strategy, max_steps=3, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[zero_shot])
     loader = DataLoader(list(range(4)), batch_size=4 // devices, shuffle=False, collate_fn=collate)
     trainer.fit(module, loader)
 """
+
+
+def _corpus(root: Path) -> Path:
+    """Two seen tasks and one held-out task with test examples, for the zero-shot callback."""
+    import json
+
+    import yaml
+
+    for name, answer in (("say_yes", "yes"), ("say_no", "no"), ("say_maybe", "maybe")):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        meta = {
+            "descriptions": [
+                f"{verb} {answer}" for verb in ("Say", "Reply", "Answer", "Output", "Write", "Print")
+            ],
+            "source": {"path": "data.jsonl", "filter": {"split": "train"}},
+            "test_source": {"path": "data.jsonl", "filter": {"split": "test"}},
+        }
+        (root / name / "metadata.yaml").write_text(yaml.safe_dump(meta))
+        rows = [{"input": p, "output": answer, "split": s} for p, s in (("a b", "train"), ("c d", "test"))]
+        (root / name / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "held_out.yaml").write_text(yaml.safe_dump(["say_maybe"]))
+    return root
 
 
 def _run(tmp_path: Path, model_dir: Path, encoder_dir: Path, strategy: str, devices: int):
@@ -86,7 +116,14 @@ def _run(tmp_path: Path, model_dir: Path, encoder_dir: Path, strategy: str, devi
     out = tmp_path / f"{strategy}.safetensors"
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     env["LORA_HYPER_CACHE"] = str(tmp_path / "cache")
-    args = [strategy, str(devices), str(model_dir), str(encoder_dir), str(out)]
+    args = [
+        strategy,
+        str(devices),
+        str(model_dir),
+        str(encoder_dir),
+        str(out),
+        str(_corpus(tmp_path / "corpus")),
+    ]
     proc = subprocess.run(
         [sys.executable, str(script), *args],
         capture_output=True,
@@ -123,6 +160,8 @@ def test_two_processes_match_single_process(strategy, single, tmp_path, tiny_lla
     proc, out = _run(tmp_path, tiny_llama_dir, encoder_dir, strategy, 2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     multi = load_file(str(out))
+    report = json.loads((tmp_path / f"{strategy}.safetensors.zero_shot" / "zero_shot.json").read_text())
+    assert sorted(report[-1]["scores"]["t2l"]) == ["say_maybe", "say_no", "say_yes"]
     assert multi.keys() == single.keys()
     init = {k: v for k, v in single.items() if k.startswith("heads") and k.endswith("weight")}
     assert init and all(v.abs().max() > 1e-4 for v in init.values())  # zero-initialised heads moved

@@ -191,10 +191,12 @@ class LoRALibraryDataModule(L.LightningDataModule):
     # the arguments that decide which rows a training step draws (a resumed fit must keep them)
     ROW_KEYS = ("seed", "tasks_per_batch", "steps_per_epoch", "n_eval_descriptions", "training_descriptions")
 
-    def check_resume(self, checkpoint: dict[str, Any]) -> None:
+    def check_resume(self, checkpoint: dict[str, Any], reads_descriptions: bool = True) -> None:
         """Called by the module when a fit resumes from ``checkpoint``: refuse other rows than the checkpoint's run
-        drew (checkpoints from before ``training_descriptions`` existed were trained without them)."""
-        check_resume_rows(self, checkpoint, self.ROW_KEYS, legacy={"training_descriptions": False})
+        drew (checkpoints from before ``training_descriptions`` existed were trained without them; without a
+        corpus there are none to train on, so the setting does not count)."""
+        keys = self.ROW_KEYS if self.corpus_path else self.ROW_KEYS[:-1]
+        check_resume_rows(self, checkpoint, keys, legacy={"training_descriptions": False})
 
     @staticmethod
     def _descriptions(folder: Path) -> list[str] | None:

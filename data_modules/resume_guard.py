@@ -2,8 +2,8 @@
 
 Lightning stores a data module's init arguments in every checkpoint (``datamodule_hyper_parameters``); a data
 module compares the ones that decide which training rows a step draws with its own when a fit resumes, so a
-recipe edited between the two runs (or an old recipe that lacks a newer key) fails at once with the fix,
-instead of silently training on other rows.
+recipe edited between the two runs (or an old recipe that lacks a newer key) fails before the first step with
+the fix, instead of silently training on other rows.
 """
 
 from __future__ import annotations
@@ -63,6 +63,6 @@ def check_resume_rows(
         if was != now:
             raise InputError(
                 f"the checkpoint was trained with data {key}={_flag(was)} and this run sets {_flag(now)}: resume "
-                f"with --data.init_args.{key} {_flag(was)} (exact resume draws the same rows), or start a new "
-                "run from the checkpoint with --model.init_args.init_from."
+                f"with --data.init_args.{key} {_flag(was)} (exact resume draws the same rows), or start a new run "
+                "(a hypernetwork's from the checkpoint's weights with --model.init_args.init_from)."
             )

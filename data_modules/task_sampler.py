@@ -237,16 +237,22 @@ class TaskCorpusDataModule(L.LightningDataModule):
             corpus.tasks[name].examples("train")
         self.corpus = corpus
 
-    # the arguments that decide which rows a training step draws (a resumed fit must keep them)
+    # the arguments that decide which rows a training step draws (a resumed fit must keep them); the last two only
+    # decide which descriptions come with the rows
     ROW_KEYS = (
         "seed", "tasks_per_batch", "examples_per_task", "steps_per_epoch", "description_in_prompt", "max_length",
-        "held_out_tasks", "tasks", "n_eval_descriptions", "training_descriptions",
+        "held_out_tasks", "tasks",
     )  # fmt: skip
+    DESCRIPTION_KEYS = ("n_eval_descriptions", "training_descriptions")
 
-    def check_resume(self, checkpoint: dict[str, Any]) -> None:
+    def check_resume(self, checkpoint: dict[str, Any], reads_descriptions: bool = True) -> None:
         """Called by the module when a fit resumes from ``checkpoint``: refuse other rows than the checkpoint's run
-        drew (checkpoints from before ``training_descriptions`` existed were trained without them)."""
-        check_resume_rows(self, checkpoint, self.ROW_KEYS, legacy={"training_descriptions": False})
+        drew. The description settings count when the module reads descriptions or they are in the prompt
+        (checkpoints from before ``training_descriptions`` existed were trained without the paraphrases)."""
+        keys = self.ROW_KEYS
+        if reads_descriptions or self.description_in_prompt:
+            keys += self.DESCRIPTION_KEYS
+        check_resume_rows(self, checkpoint, keys, legacy={"training_descriptions": False})
 
     def fit_task_names(self, corpus: TaskCorpus | None = None) -> list[str]:
         """The tasks batches are drawn from: ``tasks`` when given, else the corpus's training tasks."""

@@ -70,6 +70,9 @@ class LoRATrainingModule(L.LightningModule):
     # FSDP2 (Lightning's ModelParallelStrategy) parallelises nothing by itself: a subclass whose configure_model
     # shards its trainable part under ``self.device_mesh`` sets this; the others refuse the strategy in setup()
     shards_under_device_mesh: bool = False
+    # whether training reads the batches' task descriptions (a data module's resume check then compares the
+    # description settings too); plain LoRA fine-tuning does not
+    reads_descriptions: bool = True
 
     def __init__(self, base_model: str = "smollm2-135m-instruct", init_from: str | None = None) -> None:
         super().__init__()
@@ -116,7 +119,8 @@ class LoRATrainingModule(L.LightningModule):
         from lightning.pytorch.strategies import ModelParallelStrategy
 
         strategy = self.trainer.strategy if self._trainer is not None else None
-        if isinstance(strategy, ModelParallelStrategy) and not self.shards_under_device_mesh:
+        sharding = isinstance(strategy, ModelParallelStrategy)
+        if sharding and stage == "fit" and not self.shards_under_device_mesh:
             raise InputError(
                 f"{type(self).__name__} does not shard under ModelParallelStrategy (FSDP2), so every process "
                 "would train its own unsynchronised copy: use DDP (recipes/strategies/ddp.yaml)."
@@ -291,7 +295,7 @@ class LoRATrainingModule(L.LightningModule):
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         check = getattr(datamodule, "check_resume", None)
         if callable(check):
-            check(checkpoint)
+            check(checkpoint, reads_descriptions=self.reads_descriptions)
         prefixes = tuple(checkpoint.get("frozen_prefixes", ()))
         state = checkpoint.get("state_dict")
         if not prefixes or state is None:

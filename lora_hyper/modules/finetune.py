@@ -38,6 +38,8 @@ class LoRAFinetuneModule(LoRATrainingModule):
 
     lora: FinetuneLoRAArgs
 
+    reads_descriptions = False  # the adapters are picked by task index; descriptions reach it only in prompts
+
     def __init__(
         self,
         base_model: str = "smollm2-135m-instruct",

@@ -75,23 +75,45 @@ def _fit(llama_dir, corpus, root, max_steps, ckpt_path=None, **data_kw):
 
 @pytest.fixture(scope="module")
 def checkpoint(llama_dir, corpus, tmp_path_factory):
-    """A 2-step fit without the train-only paraphrases, as the shipped CPU recipes run."""
+    """A 2-step fit of a description-aware multi-task LoRA (descriptions in the prompts) without the train-only
+    paraphrases, as the shipped CPU recipes run."""
     root = tmp_path_factory.mktemp("run")
-    trainer = _fit(llama_dir, corpus, root, 2, training_descriptions=False)
+    trainer = _fit(llama_dir, corpus, root, 2, training_descriptions=False, description_in_prompt=True)
     trainer.save_checkpoint(root / "step2.ckpt")
     return root / "step2.ckpt"
+
+
+IN_PROMPT = {"description_in_prompt": True}
 
 
 def test_resume_with_other_training_descriptions_is_refused(llama_dir, corpus, checkpoint, tmp_path):
     with pytest.raises(
         InputError, match=r"training_descriptions=false .* --data.init_args.training_descriptions false"
     ):
-        _fit(llama_dir, corpus, tmp_path, 4, ckpt_path=str(checkpoint), training_descriptions=True)
+        _fit(llama_dir, corpus, tmp_path, 4, str(checkpoint), training_descriptions=True, **IN_PROMPT)
     with pytest.raises(
         InputError, match="tasks_per_batch=2 and this run sets 1: resume with --data.init_args"
     ):
-        _fit(llama_dir, corpus, tmp_path, 4, str(checkpoint), training_descriptions=False, tasks_per_batch=1)
-    resumed = _fit(llama_dir, corpus, tmp_path, 4, ckpt_path=str(checkpoint), training_descriptions=False)
+        _fit(
+            llama_dir,
+            corpus,
+            tmp_path,
+            4,
+            str(checkpoint),
+            training_descriptions=False,
+            tasks_per_batch=1,
+            **IN_PROMPT,
+        )
+    resumed = _fit(llama_dir, corpus, tmp_path, 4, str(checkpoint), training_descriptions=False, **IN_PROMPT)
+    assert resumed.global_step == 4
+
+
+def test_description_settings_do_not_count_where_nothing_reads_descriptions(llama_dir, corpus, tmp_path):
+    """A bare multi-task LoRA (or an oracle library) never sees a description: the paraphrase switch does not
+    change what it trains on, so a resume may flip it (the benchmark keeps such stages across that switch)."""
+    trainer = _fit(llama_dir, corpus, tmp_path, 2, training_descriptions=False)
+    trainer.save_checkpoint(tmp_path / "bare.ckpt")
+    resumed = _fit(llama_dir, corpus, tmp_path, 4, str(tmp_path / "bare.ckpt"), training_descriptions=True)
     assert resumed.global_step == 4
 
 
@@ -104,9 +126,9 @@ def test_checkpoint_from_before_the_key_counts_as_without_paraphrases(
     del old[HPARAMS_KEY]["training_descriptions"]
     torch.save(old, tmp_path / "old.ckpt")
     with pytest.raises(InputError, match="--data.init_args.training_descriptions false"):
-        _fit(llama_dir, corpus, tmp_path, 4, ckpt_path=str(tmp_path / "old.ckpt"))
+        _fit(llama_dir, corpus, tmp_path, 4, str(tmp_path / "old.ckpt"), **IN_PROMPT)
     resumed = _fit(
-        llama_dir, corpus, tmp_path, 4, ckpt_path=str(tmp_path / "old.ckpt"), training_descriptions=False
+        llama_dir, corpus, tmp_path, 4, str(tmp_path / "old.ckpt"), training_descriptions=False, **IN_PROMPT
     )
     assert resumed.global_step == 4
 
@@ -139,3 +161,5 @@ def test_lora_library_data_module_checks_its_rows():
     del saved["training_descriptions"]
     with pytest.raises(InputError, match="--data.init_args.training_descriptions false"):
         data.check_resume({HPARAMS_KEY: saved})
+    data.corpus_path = None  # without a corpus there are no paraphrases: the switch does not count
+    data.check_resume({HPARAMS_KEY: saved})

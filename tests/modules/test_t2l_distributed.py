@@ -187,6 +187,9 @@ def test_model_parallel_strategy_is_refused_where_nothing_shards():
     ):
         _with_strategy(LoRAFinetuneModule(), ModelParallelStrategy()).setup("fit")
     _with_strategy(LoRAFinetuneModule(), DDPStrategy()).setup("fit")
+    _with_strategy(LoRAFinetuneModule(), ModelParallelStrategy()).setup(
+        "validate"
+    )  # replicas agree: harmless
     for module in (TextToLoRAModule(), DocToLoRAModule()):  # both shard their hypernetwork
         _with_strategy(module, ModelParallelStrategy()).setup("fit")
     trained_encoder = TextToLoRAModule(task_encoder={"train_layers": 1})

@@ -30,6 +30,7 @@ from lora_hyper.data_modules.collate import collate_lm, lm_example
 from lora_hyper.modules.t2l import TextToLoRAModule
 
 strategy, devices, model_dir, encoder_dir, out, corpus = sys.argv[1], int(sys.argv[2]), *sys.argv[3:7]
+resume_from = sys.argv[7] if len(sys.argv) > 7 else None  # continue this checkpoint to step 4
 torch.set_num_threads(1)
 ROWS = [("Always reply with yes", "The sky is blue.", "yes"), ("Always reply with no", "Sort the list.", "no"),
         ("Answer yes", "Count the letters.", "yes"), ("Answer no", "a b c", "no")]
@@ -69,7 +70,8 @@ if __name__ == "__main__":
                     runtime={"attn_implementation": "sdpa"})
     if strategy == "fsdp2":
         from lightning.pytorch.strategies import ModelParallelStrategy
-        strategy = ModelParallelStrategy(data_parallel_size=devices, tensor_parallel_size=1)
+        strategy = ModelParallelStrategy(data_parallel_size=devices, tensor_parallel_size=1,
+                                         save_distributed_checkpoint=False)  # as recipes/strategies/fsdp2.yaml
     elif strategy == "fsdp":  # recipes/strategies/fsdp.yaml without bf16 (GPU only there)
         from lightning.pytorch.strategies import FSDPStrategy
         from lora_hyper.strategies import DecoderLayerWrapPolicy
@@ -80,11 +82,15 @@ if __name__ == "__main__":
     # weights collectively; before, rank 0 alone would wait for the others forever)
     zero_shot = ZeroShotTaskEvaluation(every_n_steps=0, max_tasks=2, examples_per_task=1, n_descriptions=1,
                                        corpus=corpus, output_dir=out + ".zero_shot", max_new_tokens=2)
-    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=strategy, max_steps=3, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[zero_shot])
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    saver = ModelCheckpoint(dirpath=out + ".ckpt", every_n_train_steps=2, save_top_k=-1)
+    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=strategy, max_steps=4 if resume_from else 3,
+                        logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[zero_shot, saver])
     loader = DataLoader(list(range(4)), batch_size=4 // devices, shuffle=False, collate_fn=collate)
-    trainer.fit(module, loader)
+    trainer.fit(module, loader, ckpt_path=resume_from)
+    assert trainer.global_step == (4 if resume_from else 3), trainer.global_step
 """
 
 
@@ -110,10 +116,10 @@ def _corpus(root: Path) -> Path:
     return root
 
 
-def _run(tmp_path: Path, model_dir: Path, encoder_dir: Path, strategy: str, devices: int):
+def _run(tmp_path: Path, model_dir: Path, encoder_dir: Path, strategy: str, devices: int, *resume: str):
     script = tmp_path / "train_t2l.py"
     script.write_text(SCRIPT)
-    out = tmp_path / f"{strategy}.safetensors"
+    out = tmp_path / f"{strategy}{'.resumed' if resume else ''}.safetensors"
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     env["LORA_HYPER_CACHE"] = str(tmp_path / "cache")
     args = [
@@ -123,6 +129,7 @@ def _run(tmp_path: Path, model_dir: Path, encoder_dir: Path, strategy: str, devi
         str(encoder_dir),
         str(out),
         str(_corpus(tmp_path / "corpus")),
+        *resume,
     ]
     proc = subprocess.run(
         [sys.executable, str(script), *args],
@@ -167,6 +174,13 @@ def test_two_processes_match_single_process(strategy, single, tmp_path, tiny_lla
     assert init and all(v.abs().max() > 1e-4 for v in init.values())  # zero-initialised heads moved
     for k in single:
         torch.testing.assert_close(multi[k], single[k], atol=2e-5, rtol=1e-4, msg=lambda m, k=k: f"{k}: {m}")
+    if strategy == "fsdp2":
+        # --ckpt_path resume: the strategy loads the checkpoint before on_load_checkpoint refills the frozen base
+        # weights it leaves out (before: KeyError 'base_model.model.embed_tokens.weight' ... strict loading)
+        ckpt = next((tmp_path / f"{strategy}.safetensors.ckpt").glob("*step=2*.ckpt"))
+        proc, out = _run(tmp_path, tiny_llama_dir, encoder_dir, strategy, 2, str(ckpt))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert load_file(str(out)).keys() == single.keys()
 
 
 def _with_strategy(module, strategy):

@@ -70,6 +70,15 @@ def shard_fsdp2(module: nn.Module, device_mesh: Any) -> nn.Module:
     return fully_shard(module, mesh=mesh)
 
 
+def is_fsdp2(module: nn.Module) -> bool:
+    """Whether ``fully_shard`` was applied to ``module``."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # torch without FSDP2
+        return False
+    return isinstance(module, FSDPModule)
+
+
 @contextlib.contextmanager
 def unsharded(module: nn.Module) -> Iterator[nn.Module]:
     """Gather an FSDP2 (``fully_shard``) module's parameters for direct use; a no-op for plain modules."""

@@ -130,6 +130,15 @@ class LoRATrainingModule(L.LightningModule):
                 "would train its own unsynchronised copy: use DDP (recipes/strategies/ddp.yaml)."
             )
 
+    def shard_under_device_mesh(self) -> None:
+        """Under ModelParallelStrategy (``self.device_mesh`` set), ``fully_shard`` the hypernetwork once; call from
+        ``configure_model``, also when the hypernetwork was built earlier (outside the trainer)."""
+        from lora_hyper.strategies import is_fsdp2, shard_fsdp2
+
+        hypernet = getattr(self, "hypernet", None)
+        if self.device_mesh is not None and hypernet is not None and not is_fsdp2(hypernet):
+            shard_fsdp2(hypernet, self.device_mesh)
+
     # ------------------------------------------------------------------ model
     def load_base(self) -> None:
         """Load the frozen base model and tokenizer once (call from ``configure_model``)."""

@@ -32,7 +32,6 @@ from lora_hyper.modules.args import (
     RuntimeArgs,
 )
 from lora_hyper.modules.base import LoRATrainingModule
-from lora_hyper.strategies import shard_fsdp2
 from lora_hyper.validation import InputError
 
 # Training slices of packed chunks end where the next chunk is more than 10% longer than the slice's shortest.
@@ -105,6 +104,7 @@ class DocToLoRAModule(LoRATrainingModule):
     def configure_model(self) -> None:
         """Load the frozen base (and encoder), build the hypernetwork; shard it with FSDP2 under a device mesh."""
         if self.hypernet is not None:
+            self.shard_under_device_mesh()  # built before the trainer (e.g. internalize): shard it now
             return
         self.load_base()
         lora, enc = self.lora, self.encoder
@@ -135,8 +135,7 @@ class DocToLoRAModule(LoRATrainingModule):
         )
         self.hypernet = DocToLoRAHypernet(config, spec)
         self.warm_start()
-        if self.device_mesh is not None:  # Lightning ModelParallelStrategy: FSDP2
-            shard_fsdp2(self.hypernet, self.device_mesh)
+        self.shard_under_device_mesh()
 
     def inference_model(self) -> Any:
         """The trained model as a ``DocToLoRA`` (what ``lora-hyper export`` saves); shares the weights."""

@@ -16,7 +16,6 @@ from lora_hyper.lora import LoRABatch, LoRASpec, align_adapter, load_peft
 from lora_hyper.losses import factor_l2, reconstruction_l1
 from lora_hyper.modules.args import LoRAArgs, MLPArgs, OptimArgs, RuntimeArgs, TaskEncoderArgs, TaskLossArgs
 from lora_hyper.modules.base import LoRATrainingModule
-from lora_hyper.strategies import shard_fsdp2
 from lora_hyper.validation import InputError
 
 
@@ -96,6 +95,7 @@ class TextToLoRAModule(LoRATrainingModule):
     def configure_model(self) -> None:
         """Build (once) the frozen base (SFT or base-LLM encoder), the task encoder and the hypernetwork."""
         if self.hypernet is not None:
+            self.shard_under_device_mesh()  # built before the trainer (e.g. generate_lora): shard it now
             return
         lora, mlp, encoder = self.lora, self.mlp, self.task_encoder
         needs_base = self.loss.objective == "sft" or encoder.model == BASE_ENCODER
@@ -141,8 +141,7 @@ class TextToLoRAModule(LoRATrainingModule):
         self.warm_start()
         if self.loss.zscore:
             self.register_buffer("zscore_fitted", torch.zeros((), dtype=torch.long))
-        if self.device_mesh is not None and not encoder.train_layers:  # ModelParallelStrategy: FSDP2
-            shard_fsdp2(self.hypernet, self.device_mesh)
+        self.shard_under_device_mesh()
 
     def warm_start_from(self, stored: Any) -> None:
         """``init_from`` into the hypernetwork, and into the trained task-encoder layers when the source has them

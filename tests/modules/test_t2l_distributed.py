@@ -209,3 +209,29 @@ def test_model_parallel_strategy_is_refused_where_nothing_shards():
     trained_encoder = TextToLoRAModule(task_encoder={"train_layers": 1})
     with pytest.raises(InputError, match="train_layers with ModelParallelStrategy is not supported"):
         _with_strategy(trained_encoder, ModelParallelStrategy()).setup("fit")
+
+
+def test_a_hypernetwork_built_before_the_trainer_is_sharded_when_the_mesh_comes(
+    monkeypatch, tiny_llama_dir, encoder_dir
+):
+    """Built outside the trainer (e.g. by generate_lora), the hypernetwork must still be sharded once the
+    strategy's device mesh is there, or FSDP2 would again train one unsynchronised copy per process."""
+    from lora_hyper import strategies
+    from lora_hyper.modules.t2l import TextToLoRAModule
+
+    sharded = []
+    monkeypatch.setattr(strategies, "shard_fsdp2", lambda module, mesh: sharded.append((module, mesh)))
+    monkeypatch.setattr(strategies, "is_fsdp2", lambda module: any(m is module for m, _ in sharded))
+    module = TextToLoRAModule(
+        base_model=str(tiny_llama_dir),
+        lora={"rank": 4},
+        mlp={"latent": 32, "head_in": 32},
+        task_encoder={"model": str(encoder_dir)},
+        runtime={"attn_implementation": "sdpa"},
+    )
+    module.generate_lora(["Say yes"])  # builds it, no mesh: nothing to shard
+    assert sharded == []
+    module._device_mesh = "mesh"  # what ModelParallelStrategy sets before calling configure_model
+    module.configure_model()
+    module.configure_model()
+    assert sharded == [(module.hypernet, "mesh")]  # once

@@ -302,15 +302,19 @@ def comparison_table(
 
 
 def smoothed_curve(curve: Sequence[Sequence[float]], window: int = 25) -> tuple[list[float], list[float]]:
-    """Steps and the trailing running mean (``window`` steps) of a ``[[step, loss, wall_s], ...]`` curve."""
-    steps, losses, out, total = [], [], [], 0.0
-    for i, point in enumerate(curve):
-        total += float(point[1])
-        if i >= window:
-            total -= float(curve[i - window][1])
-        steps.append(float(point[0]))
-        losses.append(float(point[1]))
-        out.append(total / min(i + 1, window))
+    """Steps and the trailing running mean (``window`` steps) of a ``[[step, loss, wall_s], ...]`` curve; a
+    non-finite loss counts as missing."""
+    import math
+
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}.")
+    steps, out, recent = [], [], []
+    for point in curve:
+        loss = float(point[1])
+        recent = (recent + ([loss] if math.isfinite(loss) else []))[-window:]
+        if recent:
+            steps.append(float(point[0]))
+            out.append(sum(recent) / len(recent))
     return steps, out
 
 
@@ -334,7 +338,7 @@ def plot(
     curves = {
         m: run["curve"]
         for m, run in (training or {}).items()
-        if isinstance(run, dict) and run.get("curve") and "recon" not in m.replace("from_recon", "")
+        if isinstance(run, dict) and run.get("curve") and "library_tasks" not in run  # not reconstruction
     }
     methods = list(means)
     x = range(len(methods))
@@ -366,8 +370,9 @@ def plot(
     if curves:
         for m, curve in curves.items():
             steps, mean = smoothed_curve(curve, window)
-            cax.plot(steps, mean, label=m, linewidth=1.2)
-        cax.set_xlabel("training step (same batches for every method)")
+            if steps and min(mean) > 0:  # a log axis
+                cax.plot(steps, mean, label=m, linewidth=1.2)
+        cax.set_xlabel("training step (same example rows for every method)")
         cax.set_ylabel(f"training CE, running mean of {window} steps")
         cax.set_yscale("log")
         cax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())

@@ -260,50 +260,36 @@ class ZeroShotTaskEvaluation(PeriodicEvaluation):
         return flat
 
     def run(self, trainer: L.Trainer, pl_module: Any, final: bool = False) -> dict[str, float]:
-        """Evaluate now (rank zero), announcing it and printing a line per task; log metrics, write JSON/CSV."""
+        """Evaluate now, announcing it and printing a line per task; log metrics, write JSON/CSV (rank 0).
+
+        Every rank evaluates the same tasks, descriptions and prompts: a sharded model (the FSDP2 hypernetwork, an
+        FSDP base) runs each forward collectively, so no rank may generate alone; rank 0's scores are the ones
+        logged and written (the others compute the same numbers)."""
         from lora_hyper.progress import say
 
         self.mark(trainer)
-        # rank 0 evaluates; the others get its metrics, so monitors agree on every rank
-        if not trainer.is_global_zero:
-            self._join_adapter_generation(pl_module, self.corpus(trainer))
-            flat = _from_rank_zero(trainer, None) or {}
-            self.log_metrics(trainer, flat)  # Lightning's loggers write on rank 0 only
-            return flat
         corpus = self.corpus(trainer)
-        say(trainer, self.announce(corpus, trainer.global_step, final))
+        lead = trainer.is_global_zero
+        if lead:
+            say(trainer, self.announce(corpus, trainer.global_step, final))
         was_training = pl_module.training
         pl_module.eval()
         start = time.perf_counter()
         try:
-            results = self.evaluate(pl_module, corpus, say=partial(say, trainer))
+            results = self.evaluate(pl_module, corpus, say=partial(say, trainer) if lead else None)
         finally:
             pl_module.train(was_training)
-        means = self.summarize({"t2l": results["t2l"]}, corpus)
-        shown = "  ".join(f"{k.rsplit('/', 1)[-1]} {v:.3f}" for k, v in means.items() if "/mean_" in k)
-        say(
-            trainer,
-            f"[zero-shot] done in {time.perf_counter() - start:.1f} s" + (f": t2l {shown}" if shown else ""),
-        )
-        flat = _from_rank_zero(trainer, self.summarize(results, corpus))
-        self.log_metrics(trainer, flat)
-        self.history.append({"step": trainer.global_step, "scores": results})
-        self._write(trainer, results)
+        if lead:
+            means = self.summarize({"t2l": results["t2l"]}, corpus)
+            shown = "  ".join(f"{k.rsplit('/', 1)[-1]} {v:.3f}" for k, v in means.items() if "/mean_" in k)
+            done = f"[zero-shot] done in {time.perf_counter() - start:.1f} s"
+            say(trainer, done + (f": t2l {shown}" if shown else ""))
+        flat = _from_rank_zero(trainer, self.summarize(results, corpus))  # monitors agree on every rank
+        self.log_metrics(trainer, flat)  # Lightning's loggers write on rank 0 only
+        if lead:
+            self.history.append({"step": trainer.global_step, "scores": results})
+            self._write(trainer, results)
         return flat
-
-    def _join_adapter_generation(self, module: Any, corpus: Any) -> None:
-        """On ranks other than 0: generate the adapters rank 0 generates, in the same order, without answering. A
-        sharded hypernetwork (FSDP2, FSDP) gathers its weights collectively, so every rank joins each forward."""
-        was_training = module.training
-        module.eval()
-        try:
-            for names in self.task_groups(corpus).values():
-                for name in names:
-                    task = corpus.tasks[name]
-                    if task.examples("test"):  # evaluate() skips tasks without test examples
-                        module.generate_lora(self._descriptions(task))
-        finally:
-            module.train(was_training)
 
     def _write(self, trainer: L.Trainer, results: dict[str, dict[str, float]]) -> None:
         out = self.output_path(trainer)

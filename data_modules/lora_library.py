@@ -195,7 +195,7 @@ class LoRALibraryDataModule(L.LightningDataModule):
         """Called by the module when a fit resumes from ``checkpoint``: refuse other rows than the checkpoint's run
         drew (checkpoints from before ``training_descriptions`` existed were trained without them; without a
         corpus there are none to train on, so the setting does not count)."""
-        keys = self.ROW_KEYS if self.corpus_path else self.ROW_KEYS[:-1]
+        keys = [k for k in self.ROW_KEYS if self.corpus_path or k != "training_descriptions"]
         check_resume_rows(self, checkpoint, keys, legacy={"training_descriptions": False})
 
     @staticmethod

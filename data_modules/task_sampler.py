@@ -237,13 +237,14 @@ class TaskCorpusDataModule(L.LightningDataModule):
             corpus.tasks[name].examples("train")
         self.corpus = corpus
 
-    # the arguments that decide which rows a training step draws (a resumed fit must keep them); the last two only
-    # decide which descriptions come with the rows
+    # the arguments that decide which rows a training step draws (a resumed fit must keep them);
+    # n_eval_descriptions counts here because the description draw shares the example draw's generator;
+    # training_descriptions only decides which descriptions come with the rows (its paraphrases have their own)
     ROW_KEYS = (
         "seed", "tasks_per_batch", "examples_per_task", "steps_per_epoch", "description_in_prompt", "max_length",
-        "held_out_tasks", "tasks",
+        "held_out_tasks", "tasks", "n_eval_descriptions",
     )  # fmt: skip
-    DESCRIPTION_KEYS = ("n_eval_descriptions", "training_descriptions")
+    DESCRIPTION_KEYS = ("training_descriptions",)
 
     def check_resume(self, checkpoint: dict[str, Any], reads_descriptions: bool = True) -> None:
         """Called by the module when a fit resumes from ``checkpoint``: refuse other rows than the checkpoint's run

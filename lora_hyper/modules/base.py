@@ -84,6 +84,7 @@ class LoRATrainingModule(L.LightningModule):
         self.init_from = init_from
         self.base_model: torch.nn.Module | None = None
         self.tokenizer: Any = None
+        self._strict_before_sharding: bool | None = None  # see setup()
 
     def set_arguments(self, **groups: Any) -> None:
         """Resolve the argument groups of ``__init__`` into attributes (``self.optim``, ``self.lora``, ...: ``None``
@@ -115,20 +116,28 @@ class LoRATrainingModule(L.LightningModule):
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def setup(self, stage: str) -> None:
-        """Refuse ModelParallelStrategy where nothing is sharded: each process would train its own copy."""
+        """Under ModelParallelStrategy: load checkpoints non-strictly (see below), and refuse to fit where nothing
+        is sharded (each process would train its own copy)."""
         from lightning.pytorch.strategies import ModelParallelStrategy
 
         strategy = self.trainer.strategy if self._trainer is not None else None
         sharding = isinstance(strategy, ModelParallelStrategy)
-        if sharding:
+        if sharding and self._strict_before_sharding is None:
             # checkpoints leave the frozen weights out, and this strategy loads a checkpoint into the module before
-            # on_load_checkpoint can refill them: it must not require them (on_load_checkpoint checks the rest)
+            # on_load_checkpoint can refill them: it must not require them (on_load_checkpoint checks the trained
+            # keys against the list the checkpoint records); teardown() restores the setting
+            self._strict_before_sharding = self.strict_loading
             self.strict_loading = False
         if sharding and stage == "fit" and not self.shards_under_device_mesh:
             raise InputError(
                 f"{type(self).__name__} does not shard under ModelParallelStrategy (FSDP2), so every process "
                 "would train its own unsynchronised copy: use DDP (recipes/strategies/ddp.yaml)."
             )
+
+    def teardown(self, stage: str) -> None:
+        """Give back the ``strict_loading`` that :meth:`setup` lifted for ModelParallelStrategy."""
+        if self._strict_before_sharding is not None:
+            self.strict_loading, self._strict_before_sharding = self._strict_before_sharding, None
 
     def shard_under_device_mesh(self) -> None:
         """Under ModelParallelStrategy (``self.device_mesh`` set), ``fully_shard`` the hypernetwork once; call from
@@ -297,33 +306,41 @@ class LoRATrainingModule(L.LightningModule):
         checkpoint["lora_hyper_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
         state = checkpoint.get("state_dict")
         prefixes = tuple(self._frozen_prefixes())
-        if state is None or not prefixes:
+        if state is None:
             return
-        checkpoint["state_dict"] = {k: v for k, v in state.items() if not k.startswith(prefixes)}
-        checkpoint["frozen_prefixes"] = list(prefixes)
+        if prefixes:
+            state = checkpoint["state_dict"] = {k: v for k, v in state.items() if not k.startswith(prefixes)}
+            checkpoint["frozen_prefixes"] = list(prefixes)
+        checkpoint["trained_keys"] = sorted(state)  # what a non-strict load (FSDP2) checks against
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Let the data module refuse a resume that would draw other rows (its ``check_resume``, when it has one),
         then refill the frozen weights left out by :meth:`on_save_checkpoint` from the loaded base."""
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        datamodule = getattr(self._trainer, "datamodule", None)
         check = getattr(datamodule, "check_resume", None)
         if callable(check):
             check(checkpoint, reads_descriptions=self.reads_descriptions)
         prefixes = tuple(checkpoint.get("frozen_prefixes", ()))
         state = checkpoint.get("state_dict")
-        if not self.strict_loading and isinstance(state, dict) and state:  # see setup(): check what it skips
-            missing = [
-                k for k in self.state_dict() if k not in state and not (prefixes and k.startswith(prefixes))
-            ]
-            if missing:
-                raise KeyError(
-                    f"The checkpoint lacks trained weights of this module: {', '.join(missing[:3])}."
-                )
+        if self._strict_before_sharding is not None:  # loaded non-strictly (see setup()): check it here
+            self._check_trained_keys(checkpoint.get("trained_keys", state), prefixes)
         if not prefixes or state is None:
             return
         for k, v in self.state_dict().items():
             if k.startswith(prefixes) and k not in state:
                 state[k] = v
+
+    def _check_trained_keys(self, stored: Any, prefixes: tuple[str, ...]) -> None:
+        """A strict load's check, for a checkpoint loaded non-strictly: its trained keys are this module's."""
+        if not stored:
+            return  # a checkpoint from before ``trained_keys`` whose weights the strategy has already taken
+        stored = set(stored)
+        own = {k for k in self.state_dict() if not (prefixes and k.startswith(prefixes))}
+        missing, unexpected = sorted(own - stored), sorted(stored - own)
+        if missing or unexpected:
+            raise KeyError(
+                f"The checkpoint does not fit this module: missing {missing[:3]}, unexpected {unexpected[:3]}."
+            )
 
 
 # The base's former name (the finetune module has no hypernetwork): kept as an alias for one release.

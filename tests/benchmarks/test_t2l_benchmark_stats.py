@@ -165,6 +165,10 @@ def test_smoothed_curve_is_a_trailing_running_mean():
     steps, mean = smoothed_curve(curve, window=2)
     assert steps == [1.0, 2.0, 3.0, 4.0]
     assert mean == pytest.approx([4.0, 3.0, 4.0, 3.0])
+    steps, mean = smoothed_curve([[1, 2.0, 0], [2, float("nan"), 0], [3, 4.0, 0]], window=2)
+    assert steps == [1.0, 2.0, 3.0] and mean == pytest.approx([2.0, 2.0, 3.0])  # NaN skipped, not spread
+    with pytest.raises(ValueError, match="window"):
+        smoothed_curve([[1, 1.0, 0]], window=0)
 
 
 def test_replot_draws_bars_and_learning_curves_from_a_result(tmp_path):

@@ -78,8 +78,8 @@ if __name__ == "__main__":
         strategy = FSDPStrategy(auto_wrap_policy=DecoderLayerWrapPolicy(), use_orig_params=True)
     from lora_hyper.callbacks import ZeroShotTaskEvaluation
 
-    # at fit end: rank 0 answers, every rank joins each adapter generation (a sharded hypernetwork gathers its
-    # weights collectively; before, rank 0 alone would wait for the others forever)
+    # at fit end: every rank evaluates, rank 0 reports (a sharded hypernetwork runs each forward collectively;
+    # before, rank 0 alone waited for the others forever)
     zero_shot = ZeroShotTaskEvaluation(every_n_steps=0, max_tasks=2, examples_per_task=1, n_descriptions=1,
                                        corpus=corpus, output_dir=out + ".zero_shot", max_new_tokens=2)
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -235,3 +235,36 @@ def test_a_hypernetwork_built_before_the_trainer_is_sharded_when_the_mesh_comes(
     module.configure_model()
     module.configure_model()
     assert sharded == [(module.hypernet, "mesh")]  # once
+
+
+def test_fsdp2_loads_non_strictly_checks_trained_keys_itself_and_gives_strictness_back(
+    tiny_llama_dir, encoder_dir
+):
+    """ModelParallelStrategy loads a checkpoint before the frozen base weights it leaves out are refilled, so the
+    module lifts strict loading for it, checks the trained keys against the list the checkpoint records, and
+    restores the setting at teardown (a later DDP or single-device run loads strictly again)."""
+    from lightning.pytorch.strategies import ModelParallelStrategy
+
+    from lora_hyper.modules.t2l import TextToLoRAModule
+
+    module = TextToLoRAModule(
+        base_model=str(tiny_llama_dir),
+        lora={"rank": 4},
+        mlp={"latent": 32, "head_in": 32},
+        task_encoder={"model": str(encoder_dir)},
+        runtime={"attn_implementation": "sdpa"},
+    )
+    module.configure_model()
+    checkpoint = {"state_dict": dict(module.state_dict())}
+    module.on_save_checkpoint(checkpoint)
+    trained = checkpoint["trained_keys"]
+    assert trained and all(k.startswith("hypernet.") for k in trained)  # the frozen base is left out
+    _with_strategy(module, ModelParallelStrategy()).setup("fit")
+    assert module.strict_loading is False
+    module.on_load_checkpoint({**checkpoint, "state_dict": {}})  # the strategy took the weights already
+    with pytest.raises(KeyError, match=r"missing \['hypernet"):
+        module.on_load_checkpoint({**checkpoint, "trained_keys": trained[1:]})
+    with pytest.raises(KeyError, match=r"unexpected \['hypernet.extra'\]"):
+        module.on_load_checkpoint({**checkpoint, "trained_keys": [*trained, "hypernet.extra"]})
+    module.teardown("fit")
+    assert module.strict_loading is True

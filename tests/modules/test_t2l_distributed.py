@@ -211,24 +211,30 @@ def test_model_parallel_strategy_is_refused_where_nothing_shards():
         _with_strategy(trained_encoder, ModelParallelStrategy()).setup("fit")
 
 
-def test_a_hypernetwork_built_before_the_trainer_is_sharded_when_the_mesh_comes(
-    monkeypatch, tiny_llama_dir, encoder_dir
-):
-    """Built outside the trainer (e.g. by generate_lora), the hypernetwork must still be sharded once the
-    strategy's device mesh is there, or FSDP2 would again train one unsynchronised copy per process."""
-    from lora_hyper import strategies
+def _tiny_t2l(tiny_llama_dir, encoder_dir):
+    """A tiny Text-to-LoRA module (SFT, frozen task encoder), not yet built."""
     from lora_hyper.modules.t2l import TextToLoRAModule
 
-    sharded = []
-    monkeypatch.setattr(strategies, "shard_fsdp2", lambda module, mesh: sharded.append((module, mesh)))
-    monkeypatch.setattr(strategies, "is_fsdp2", lambda module: any(m is module for m, _ in sharded))
-    module = TextToLoRAModule(
+    return TextToLoRAModule(
         base_model=str(tiny_llama_dir),
         lora={"rank": 4},
         mlp={"latent": 32, "head_in": 32},
         task_encoder={"model": str(encoder_dir)},
         runtime={"attn_implementation": "sdpa"},
     )
+
+
+def test_a_hypernetwork_built_before_the_trainer_is_sharded_when_the_mesh_comes(
+    monkeypatch, tiny_llama_dir, encoder_dir
+):
+    """Built outside the trainer (e.g. by generate_lora), the hypernetwork must still be sharded once the
+    strategy's device mesh is there, or FSDP2 would again train one unsynchronised copy per process."""
+    from lora_hyper import strategies
+
+    sharded = []
+    monkeypatch.setattr(strategies, "shard_fsdp2", lambda module, mesh: sharded.append((module, mesh)))
+    monkeypatch.setattr(strategies, "is_fsdp2", lambda module: any(m is module for m, _ in sharded))
+    module = _tiny_t2l(tiny_llama_dir, encoder_dir)
     module.generate_lora(["Say yes"])  # builds it, no mesh: nothing to shard
     assert sharded == []
     module._device_mesh = "mesh"  # what ModelParallelStrategy sets before calling configure_model
@@ -245,15 +251,7 @@ def test_fsdp2_loads_non_strictly_checks_trained_keys_itself_and_gives_strictnes
     restores the setting at teardown (a later DDP or single-device run loads strictly again)."""
     from lightning.pytorch.strategies import ModelParallelStrategy
 
-    from lora_hyper.modules.t2l import TextToLoRAModule
-
-    module = TextToLoRAModule(
-        base_model=str(tiny_llama_dir),
-        lora={"rank": 4},
-        mlp={"latent": 32, "head_in": 32},
-        task_encoder={"model": str(encoder_dir)},
-        runtime={"attn_implementation": "sdpa"},
-    )
+    module = _tiny_t2l(tiny_llama_dir, encoder_dir)
     module.configure_model()
     checkpoint = {"state_dict": dict(module.state_dict())}
     module.on_save_checkpoint(checkpoint)

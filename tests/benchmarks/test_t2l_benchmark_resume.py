@@ -58,10 +58,9 @@ def test_max_stages_pauses_after_that_many_stages(tmp_path):
     assert (tmp_path / "state.json").is_file()
 
 
-def test_reconstruction_follows_the_oracles_and_sft_from_recon_comes_last(tmp_path):
+def test_reconstruction_follows_the_oracles_and_sft_from_recon_follows_it(tmp_path):
     order = bench(tmp_path).stage_order()
-    assert order[:2] == ["oracle", "t2l_recon_L"]
-    assert order[-1] == "t2l_sft_from_recon_L"
+    assert order[:3] == ["oracle", "t2l_recon_L", "t2l_sft_from_recon_L"]
     assert set(order) == {"oracle", "multitask", "multitask_with_description", *bench(tmp_path).t2l_keys}
 
 
@@ -380,7 +379,7 @@ def test_description_in_prompt_variant_adds_one_stage_that_reads_the_description
 
     b = bench(tmp_path, description_in_prompt=True)
     assert b.name == "t2l_zero_shot_smoke_desc"  # never the size's own result file
-    assert b.stage_order()[-2:] == ["t2l_sft_from_recon_L", "t2l_sft_from_recon_desc_L"]
+    assert b.stage_order()[2:4] == ["t2l_sft_from_recon_L", "t2l_sft_from_recon_desc_L"]
     # the reconstruction's weights stay needed until every stage that starts from them has run
     b.runs["t2l_recon_L"] = b.runs["t2l_sft_from_recon_L"] = {"steps": 2}
     for name in ("a", "z"):  # reconstruction scored

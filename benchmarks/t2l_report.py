@@ -404,16 +404,77 @@ def replot(result: Path, out: Path | None = None) -> Path:
     )
 
 
+def between_runs(result: Path, reference: Path, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Every method scored in both runs: ``result`` minus ``reference``, paired by test example (e.g. one setting
+    changed between two runs of the benchmark). Refused (ValueError) unless both scored the same tasks from the
+    same evaluation descriptions, so the pairing holds."""
+    import json
+
+    runs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in (result, reference)]
+    for key in ("tasks", "eval_descriptions"):
+        if runs[0].get(key) != runs[1].get(key):
+            raise ValueError(
+                f"{result} and {reference} differ in {key}: their scores are not paired by example."
+            )
+    groups = {g: runs[0]["tasks"][g] for g in ("seen", "held_out")}
+    per_example = [r["per_example"]["exact_match"] for r in runs]
+    out: dict[str, Any] = {}
+    for method in sorted(set(per_example[0]) & set(per_example[1])):
+        stats = compare(
+            {"result": per_example[0][method], "reference": per_example[1][method]},
+            groups, ["result"], ["reference"], n_boot, seed,
+        ).get("result", {}).get("reference", {})  # fmt: skip
+        if stats:
+            out[method] = stats
+    return {
+        "result": str(result), "reference": str(reference),
+        "complete": {"result": runs[0].get("complete"), "reference": runs[1].get("complete")},
+        "exact_match_result_minus_reference": out,
+    }  # fmt: skip
+
+
 if __name__ == "__main__":
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(description="Redraw t2l_zero_shot result charts from their JSON.")
+    parser = argparse.ArgumentParser(
+        description="Redraw t2l_zero_shot result charts from their JSON, or compare two runs (--reference)."
+    )
     parser.add_argument(
         "results", nargs="+", type=Path, help="t2l_zero_shot*.json files (PNG written beside)"
     )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="instead: each result minus this run, per method scored in both, paired by test example",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="with --reference: write the comparison JSON here"
+    )
+    args = parser.parse_args()
+    if args.reference is not None:
+        import json
+
+        if len(args.results) != 1:
+            print("t2l_report: --reference compares one result; give one JSON.", file=sys.stderr)
+            sys.exit(2)
+        try:
+            report = between_runs(args.results[0], args.reference)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"t2l_report: {e}", file=sys.stderr)
+            sys.exit(2)
+        text = json.dumps(report, indent=1) + "\n"
+        if args.out is not None:
+            tmp = args.out.with_suffix(args.out.suffix + ".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(args.out)
+            print(f"wrote {args.out}")
+        else:
+            print(text, end="")
+        sys.exit(0)
     failed = 0
-    for result in parser.parse_args().results:
+    for result in args.results:
         try:
             print(f"wrote {replot(result)}")
         except (OSError, ValueError, KeyError) as e:

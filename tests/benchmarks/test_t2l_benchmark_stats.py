@@ -196,3 +196,42 @@ def test_replot_draws_bars_and_learning_curves_from_a_result(tmp_path):
     old.write_text(json.dumps({"means": {"seen": {}}}))
     with pytest.raises(ValueError, match="no means.exact_match"):
         replot(old)
+
+
+def test_between_runs_pairs_every_shared_method_by_example_and_refuses_unpaired_runs(tmp_path):
+    import json
+
+    from t2l_report import between_runs
+
+    tasks = {"seen": ["a", "b"], "held_out": ["z"], "train_pool": ["a", "b"]}
+    descriptions = {"a": ["do a"], "b": ["do b"], "z": ["do z"]}
+
+    def run(name, scores, complete=True, eval_descriptions=descriptions):
+        path = tmp_path / f"{name}.json"
+        result = {
+            "complete": complete, "tasks": tasks, "eval_descriptions": eval_descriptions,
+            "per_example": {"exact_match": scores},
+        }  # fmt: skip
+        path.write_text(json.dumps(result))
+        return path
+
+    before = run("before", {
+        "t2l_sft_L": {"a": [0, 0, 1, 1], "b": [1, 1, 1, 1], "z": [0, 0]},
+        "oracle": {"a": [1, 1, 1, 1], "b": [1, 1, 1, 1]},
+    })  # fmt: skip
+    after = run("after", {
+        "t2l_sft_L": {"a": [1, 1, 1, 1], "b": [1, 1, 1, 1], "z": [0, 1]},
+        "t2l_recon_L": {"a": [0, 0, 0, 0], "b": [0, 0, 0, 0], "z": [0, 0]},
+    }, complete=False)  # fmt: skip
+    report = between_runs(after, before)
+    diff = report["exact_match_result_minus_reference"]
+    assert set(diff) == {"t2l_sft_L"}  # only methods scored in both runs
+    assert diff["t2l_sft_L"]["seen"]["mean"] == pytest.approx(0.25)  # (+0.5 on a, 0 on b) / 2 tasks
+    assert diff["t2l_sft_L"]["held_out"]["mean"] == pytest.approx(0.5)
+    assert diff["t2l_sft_L"]["seen"]["lo"] <= 0.25 <= diff["t2l_sft_L"]["seen"]["hi"]
+    assert report["complete"] == {"result": False, "reference": True}
+    other = run(
+        "other", {"t2l_sft_L": {"a": [0] * 4, "b": [0] * 4, "z": [0, 0]}}, eval_descriptions={"a": ["x"]}
+    )
+    with pytest.raises(ValueError, match="eval_descriptions"):
+        between_runs(other, before)

@@ -450,7 +450,7 @@ if __name__ == "__main__":
         help="instead: each result minus this run, per method scored in both, paired by test example",
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="with --reference: write the comparison JSON here"
+        "--out", type=Path, default=None, help="with --reference: write the comparison here (a .json path)"
     )
     args = parser.parse_args()
     if args.reference is not None:
@@ -459,19 +459,20 @@ if __name__ == "__main__":
         if len(args.results) != 1:
             print("t2l_report: --reference compares one result; give one JSON.", file=sys.stderr)
             sys.exit(2)
+        if args.out is not None and args.out.suffix != ".json":
+            print(f"t2l_report: --out {args.out}: give a path ending in .json.", file=sys.stderr)
+            sys.exit(2)
         try:
             report = between_runs(args.results[0], args.reference)
         except (OSError, ValueError, KeyError) as e:
             print(f"t2l_report: {e}", file=sys.stderr)
             sys.exit(2)
-        text = json.dumps(report, indent=1) + "\n"
         if args.out is not None:
-            tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(args.out)
-            print(f"wrote {args.out}")
+            from common import write_result  # torch-importing, so only here
+
+            print(f"wrote {write_result(args.out.stem, report, args.out.parent)}")
         else:
-            print(text, end="")
+            print(json.dumps(report, indent=1))
         sys.exit(0)
     failed = 0
     for result in args.results:
